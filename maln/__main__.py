@@ -1,0 +1,3 @@
+from maln.cli import main
+
+raise SystemExit(main())

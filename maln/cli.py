@@ -1,0 +1,105 @@
+"""The `maln` command. Every subcommand takes --params PATH and --set KEY=VALUE, so any job the
+workflow runs can be rerun by hand with the command shown in its log."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+from pathlib import Path
+
+from maln.errors import MalnError
+
+
+def _params(args):
+    from maln.config import load_params
+
+    return load_params(args.params, args.set or ())
+
+
+def cmd_fetch(args) -> int:
+    from maln.data.fetch import fetch
+
+    params = _params(args)
+    for name in args.datasets:
+        fetch(params, name, progress=None)
+    return 0
+
+
+def cmd_synth(args) -> int:
+    from maln.data import layouts, synthetic
+    from maln.data.fetch import raw_files
+
+    params = _params(args)
+    registry = params.data["datasets"]
+    names = args.datasets or [d for d in params.data["study"]["datasets"] if layouts.get(registry[d]["layout"]).synthetic]
+    if not names:
+        print("maln synth: the study has no synthetic dataset; name one (e.g. maln synth synthetic-iemocap)", file=sys.stderr)
+        return 0
+    for name in names:
+        entry = params.dataset(name)
+        if not layouts.get(entry["layout"]).synthetic:
+            raise MalnError(f"{name} is not synthetic (layout {entry['layout']}); use `maln fetch {name}`")
+        path = raw_files(params, name)[0].path
+        synthetic.write(path, entry["layout"], entry["synthetic"])
+        print(f"{name}: wrote {path.relative_to(params.root)}", file=sys.stderr)
+    return 0
+
+
+def cmd_prepare(args) -> int:
+    from maln.data.prepare import prepare
+
+    params = _params(args)
+    for name in args.datasets:
+        meta = prepare(params, name)
+        splits = ", ".join(f"{s} {n}" for s, n in meta["splits"].items())
+        dims = ", ".join(f"{m} {d}" for m, d in meta["modalities"].items())
+        print(f"{name}: {meta['n_dialogues']} dialogues ({splits}), {meta['n_utterances']} utterances, "
+              f"{len(meta['class_names'])} classes, up to {meta['n_parties']} parties, dims {dims} "
+              f"-> data/features/{name}/ (store {meta['store_hash'][:12]})", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--params", default=argparse.SUPPRESS, metavar="PATH",
+                        help="parameter file (default: ./params.yaml)")
+    common.add_argument("--set", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
+                        help="override one parameter, e.g. --set train.epochs=3 (repeatable; value read as YAML)")
+    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                        help="show the traceback of expected errors too")
+
+    parser = argparse.ArgumentParser(prog="maln", description=__doc__.split("\n\n")[0], parents=[common])
+    parser.set_defaults(params="params.yaml", set=[], debug=False)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("fetch", parents=[common], help="download a dataset's raw files and verify their hashes")
+    p.add_argument("datasets", nargs="+", metavar="DATASET")
+    p.set_defaults(func=cmd_fetch)
+
+    p = sub.add_parser("synth", parents=[common], help="write the synthetic datasets' raw files (the embedded default)")
+    p.add_argument("datasets", nargs="*", metavar="DATASET", help="default: the study's synthetic datasets")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("prepare", parents=[common], help="validate raw files and write the canonical store")
+    p.add_argument("datasets", nargs="+", metavar="DATASET")
+    p.set_defaults(func=cmd_prepare)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MalnError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"maln {args.command}: error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"maln {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The canonical store: what training reads, written once by `maln prepare`.
+
+data/features/<dataset>/
+  <modality>.npy   float32 [utterances x dim], every dialogue's utterances one after another
+  offsets.npy      int64 [dialogues + 1]: dialogue i is rows offsets[i]:offsets[i+1]
+  speakers.npy     int64 [utterances]: party index within the dialogue
+  labels.npy       int64 [utterances]
+  split.npy        int8 [dialogues]: 0 train, 1 valid, 2 test
+  meta.json        dataset, layout, class names, modality dimensions, dialogue ids, split sizes and
+                   rule, source files with their hashes, the SHA-256 of every array, store_hash
+
+Plain .npy and JSON only: loading needs no pickle, and the arrays can be memory-mapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maln.data.readers import SPLITS, RawDataset
+from maln.errors import DataError
+from maln.io import DIR_MODE, FILE_MODE, canonical_hash, sha256_file
+
+FORMAT = "maln-store"
+VERSION = 1
+VALID_RULE = (
+    "valid = the round(valid_fraction * n_train) training dialogues with the smallest "
+    "SHA-256(dialogue id) (at least 1); used only when the file ships no validation list"
+)
+
+
+def carve_validation(train_ids: list[str], fraction: float) -> tuple[list[str], list[str]]:
+    """The documented rule above: deterministic, independent of file order and of any seed."""
+    n = max(1, round(fraction * len(train_ids))) if len(train_ids) > 1 else 0
+    ranked = sorted(train_ids, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
+    valid = set(ranked[:n])
+    return [k for k in train_ids if k not in valid], [k for k in train_ids if k in valid]
+
+
+@dataclass
+class Store:
+    path: Path
+    meta: dict
+    features: dict  # modality -> [N, d] (memory-mapped)
+    offsets: np.ndarray
+    speakers: np.ndarray
+    labels: np.ndarray
+    split: np.ndarray
+
+    @property
+    def name(self) -> str:
+        return self.meta["dataset"]
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.meta["class_names"]
+
+    @property
+    def modalities(self) -> dict:
+        return self.meta["modalities"]
+
+    @property
+    def dialogue_ids(self) -> list[str]:
+        return self.meta["dialogue_ids"]
+
+    @property
+    def hash(self) -> str:
+        return self.meta["store_hash"]
+
+    def dialogues(self, split: str) -> np.ndarray:
+        """Indices of the dialogues of one split."""
+        return np.flatnonzero(self.split == SPLITS.index(split))
+
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+
+def write_store(raw: RawDataset, out_dir: Path, dataset: str, valid_fraction: float, sources: list[dict]) -> dict:
+    """Write `raw` (already validated) as a store; the folder appears whole or not at all."""
+    splits = {s: list(raw.splits.get(s, [])) for s in SPLITS}
+    if splits["valid"]:
+        rule = "the validation list shipped with the file"
+    else:
+        splits["train"], splits["valid"] = carve_validation(splits["train"], valid_fraction)
+        rule = VALID_RULE.replace("valid_fraction", str(valid_fraction))
+    order = [k for k in raw.dialogues]  # file order; split membership is an array beside it
+    split_of = {k: SPLITS.index(s) for s, ids in splits.items() for k in ids}
+    dialogues = [raw.dialogues[k] for k in order]
+    lengths = np.array([len(d.labels) for d in dialogues], dtype=np.int64)
+    arrays = {
+        "offsets": np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+        "speakers": np.concatenate([d.speakers for d in dialogues]).astype(np.int64),
+        "labels": np.concatenate([d.labels for d in dialogues]).astype(np.int64),
+        "split": np.array([split_of[k] for k in order], dtype=np.int8),
+        **{m: np.concatenate([d.features[m] for d in dialogues]).astype(np.float32) for m in raw.modalities},
+    }
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        hashes = {}
+        for name, arr in arrays.items():
+            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+            hashes[f"{name}.npy"] = sha256_file(tmp / f"{name}.npy")
+        meta = {
+            "format": FORMAT,
+            "version": VERSION,
+            "dataset": dataset,
+            "layout": raw.layout,
+            "class_names": list(raw.class_names),
+            "modalities": {m: int(arrays[m].shape[1]) for m in raw.modalities},
+            "n_dialogues": len(order),
+            "n_utterances": int(lengths.sum()),
+            "n_parties": int(arrays["speakers"].max()) + 1,
+            "speaker_symbols": list(raw.speaker_symbols),
+            "splits": {s: len(ids) for s, ids in splits.items()},
+            "split_utterances": {s: int(lengths[arrays["split"] == i].sum()) for i, s in enumerate(SPLITS)},
+            "valid_rule": rule,
+            "sources": sources,
+            "dialogue_ids": order,
+            "arrays": hashes,
+        }
+        meta["store_hash"] = canonical_hash(meta)
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+        os.chmod(tmp, DIR_MODE)
+        for file in tmp.iterdir():
+            os.chmod(file, FILE_MODE)
+        _replace_dir(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return meta
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put folder `new` at `target`; a reader sees the old store or the new one, never a mix."""
+    old = None
+    if target.exists():
+        old = target.with_name(f".{target.name}.old-{os.getpid()}")
+        os.replace(target, old)
+    os.replace(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def load_store(path: str | Path, verify: bool = True, mmap: bool = True) -> Store:
+    """Open a store; with `verify`, every array's SHA-256 is checked against meta.json, so a
+    corrupted store is reported instead of trained on."""
+    path = Path(path)
+    meta_path = path / "meta.json"
+    if not meta_path.is_file():
+        raise DataError(path, "no prepared store here (run `maln prepare DATASET`)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise DataError(meta_path, f"not valid JSON ({e}); prepare the dataset again") from None
+    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise DataError(meta_path, f"not a version-{VERSION} maln store; prepare the dataset again")
+    body = {k: v for k, v in meta.items() if k != "store_hash"}
+    if canonical_hash(body) != meta.get("store_hash"):
+        raise DataError(meta_path, "meta.json does not match its store_hash (edited or corrupted); prepare the dataset again")
+    arrays = {}
+    for name, digest in meta["arrays"].items():
+        file = path / name
+        if not file.is_file():
+            raise DataError(file, "missing from the store; prepare the dataset again")
+        if verify and sha256_file(file) != digest:
+            raise DataError(file, "corrupted: its SHA-256 differs from the one recorded in meta.json; prepare the dataset again")
+        try:
+            arrays[name.removesuffix(".npy")] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+        except ValueError as e:
+            raise DataError(file, f"unreadable ({e}); prepare the dataset again") from None
+    return Store(
+        path=path,
+        meta=meta,
+        features={m: arrays[m] for m in meta["modalities"]},
+        offsets=np.asarray(arrays["offsets"]),
+        speakers=np.asarray(arrays["speakers"]),
+        labels=np.asarray(arrays["labels"]),
+        split=np.asarray(arrays["split"]),
+    )
