@@ -60,6 +60,39 @@ def cmd_prepare(args) -> int:
     return 0
 
 
+def cmd_train(args) -> int:
+    from maln.train import train
+
+    params = _params(args)
+    train(params, args.dataset, args.variant, args.seed, args.out, args.threads, args.force)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    import json
+
+    from maln.evaluate import evaluate_checkpoint
+
+    result, stored = evaluate_checkpoint(args.checkpoint, args.store)
+    keys = ("accuracy", "weighted_f1", "macro_f1", "waa")
+    print(json.dumps({k: result[k] for k in keys} | {"per_class": result["per_class"]}, indent=2))
+    if stored is None:
+        return 0
+    if stored == result:
+        print(f"equal to {Path(args.checkpoint).with_name('metrics.json')} (test split)", file=sys.stderr)
+        return 0
+    diff = {k: (stored.get(k), result.get(k)) for k in keys if stored.get(k) != result.get(k)}
+    raise MalnError(f"test metrics differ from {Path(args.checkpoint).with_name('metrics.json')}: {diff or 'per-class values'}")
+
+
+def cmd_predict(args) -> int:
+    from maln.evaluate import predict_file
+
+    out = predict_file(args.checkpoint, args.input, args.layout, args.output)
+    print(f"wrote {out}", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default=argparse.SUPPRESS, metavar="PATH",
@@ -84,6 +117,28 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("prepare", parents=[common], help="validate raw files and write the canonical store")
     p.add_argument("datasets", nargs="+", metavar="DATASET")
     p.set_defaults(func=cmd_prepare)
+
+    p = sub.add_parser("train", parents=[common], help="train one dataset x variant for one or more seeds")
+    p.add_argument("--dataset", required=True)
+    p.add_argument("--variant", required=True, help="full | no_sclm | no_adversary | text_only | audio_only | visual_only")
+    p.add_argument("--seed", type=int, nargs="+", required=True, metavar="S",
+                   help="one seed, or several trained one after another in this process")
+    p.add_argument("--out", type=Path, help="run folder (default results/runs/DATASET/VARIANT/seedS; with several seeds, OUT/seedS)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--force", action="store_true", help="retrain even if the run folder holds a finished run of this configuration")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", parents=[common], help="recompute a checkpoint's test metrics from the store")
+    p.add_argument("--checkpoint", required=True, type=Path, help="a run's model.pt")
+    p.add_argument("--store", type=Path, help="store folder (default data/features/DATASET)")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("predict", parents=[common], help="label the dialogues of a feature file with a trained model")
+    p.add_argument("--checkpoint", required=True, type=Path, help="a run's model.pt")
+    p.add_argument("--input", required=True, type=Path, help="a feature file of a supported layout")
+    p.add_argument("--layout", help="the input's layout (default: that of the model's training data)")
+    p.add_argument("--output", type=Path, help="CSV to write (default: predictions-INPUT.csv beside the input)")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 

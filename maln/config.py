@@ -126,6 +126,7 @@ class Params:
 
     data: dict
     path: Path
+    overrides: tuple = ()  # the --set arguments, re-applied last so they win over dataset overrides
 
     @property
     def root(self) -> Path:
@@ -140,12 +141,15 @@ class Params:
             ) from None
 
     def run_config(self, dataset: str) -> tuple[dict, dict]:
-        """(model, train) sections for `dataset`: global values, then the dataset's overrides."""
+        """(model, train) sections for `dataset`: global values, then the dataset's overrides, then
+        the command line's --set (so `--set train.epochs=3` means 3 epochs, whatever the dataset)."""
         overrides = self.dataset(dataset).get("overrides", {})
-        return (
-            deep_merge(self.data["model"], overrides.get("model", {})),
-            deep_merge(self.data["train"], overrides.get("train", {})),
-        )
+        merged = {
+            "model": deep_merge(self.data["model"], overrides.get("model", {})),
+            "train": deep_merge(self.data["train"], overrides.get("train", {})),
+        }
+        merged = apply_overrides(merged, [o for o in self.overrides if o.split(".", 1)[0] in merged])
+        return merged["model"], merged["train"]
 
     def resolve(self, path: str, key: str) -> Path:
         """A registry path, relative to the project; refuses one that leaves the project unless
@@ -172,4 +176,4 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides=()) -> Params:
         raise ConfigError(f"{path}: expected a mapping of sections (datasets, data, study, model, train)")
     params = apply_overrides(raw, overrides)
     validate(params, str(path))
-    return Params(params, path.resolve())
+    return Params(params, path.resolve(), tuple(overrides))

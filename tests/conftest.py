@@ -24,3 +24,21 @@ def run_maln(*args, cwd, check=False, env=None, timeout=600):
 @pytest.fixture
 def maln_cli():
     return run_maln
+
+
+@pytest.fixture(scope="session")
+def synthetic_project(tmp_path_factory):
+    """A project folder with the shipped params.yaml and both synthetic datasets prepared."""
+    from builders import write_params
+    from maln.config import load_params
+    from maln.data import synthetic
+    from maln.data.fetch import raw_files
+    from maln.data.prepare import prepare
+
+    root = tmp_path_factory.mktemp("project")
+    params = load_params(write_params(root))
+    for name in ("synthetic-iemocap", "synthetic-meld"):
+        entry = params.dataset(name)
+        synthetic.write(raw_files(params, name)[0].path, entry["layout"], entry["synthetic"])
+        prepare(params, name)
+    return root

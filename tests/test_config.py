@@ -51,12 +51,12 @@ def test_malformed_set_is_refused(bad):
         load_params(REPO / "params.yaml", [bad])
 
 
-def test_dataset_overrides_apply_before_set(tmp_path):
+def test_dataset_overrides_replace_only_what_they_name(tmp_path):
     params = load_params(REPO / "params.yaml")
     model, train = params.run_config("synthetic-iemocap")
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
     assert model["width"] == shipped["datasets"]["synthetic-iemocap"]["overrides"]["model"]["width"]
-    assert train["lr"] == shipped["train"]["lr"]
+    assert train["weight_decay"] == shipped["train"]["weight_decay"]
     model, _ = params.run_config("iemocap")
     assert model == shipped["model"]
 
@@ -78,3 +78,9 @@ def test_diff_overrides_round_trip():
     sets = diff_overrides(base, changed)
     assert sorted(sets) == ["study.seeds=[1, 2]", "train.epochs=7"]
     assert load_params(REPO / "params.yaml", sets).data == changed
+
+
+def test_command_line_set_wins_over_dataset_overrides():
+    params = load_params(REPO / "params.yaml", ["train.epochs=3", "model.width=32"])
+    model, train = params.run_config("synthetic-iemocap")
+    assert train["epochs"] == 3 and model["width"] == 32

@@ -1,0 +1,96 @@
+"""Which device a training job runs on.
+
+Snakemake's `gpu` resource only counts GPUs; it does not say which one a job gets. On a machine
+with N GPUs, concurrent jobs therefore take a slot from a pool of lock files, one per GPU (named
+by the GPU's UUID, so jobs in separate SLURM cgroups that each see "device 0" do not contend).
+The lock is an flock held for the process's life: a killed job frees its GPU at once.
+
+MALN_SIMULATE_GPUS=N makes the pool hand out N slots on a CPU-only machine (training stays on the
+CPU); the tests use it to check that concurrent jobs get distinct devices.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from maln.errors import MalnError
+
+
+@dataclass
+class Placement:
+    device: torch.device
+    slot: int | None = None  # the pool slot held (GPU index among the visible ones)
+    simulated: bool = False
+    name: str = "cpu"
+    _lock: object = None  # the open lock file; keeps the slot while referenced
+
+    def describe(self) -> str:
+        if self.slot is None:
+            return self.name
+        return f"{self.name} (slot {self.slot}{', simulated' if self.simulated else ''})"
+
+
+def lock_dir() -> Path:
+    return Path(os.environ.get("MALN_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / f"maln-gpu-locks-{os.getuid()}")
+
+
+def _gpu_keys() -> tuple[list[str], bool]:
+    simulated = int(os.environ.get("MALN_SIMULATE_GPUS", "0") or 0)
+    if simulated:
+        return [f"simulated-{i}" for i in range(simulated)], True
+    keys = []
+    for i in range(torch.cuda.device_count()):
+        uuid = getattr(torch.cuda.get_device_properties(i), "uuid", None)
+        keys.append(str(uuid) if uuid is not None else f"index-{i}")
+    return keys, False
+
+
+def acquire_slot(keys: list[str], poll_s: float = 0.5, timeout_s: float | None = None) -> tuple[int, object]:
+    """Block until one of `keys` is free; return its index and the open (locked) file."""
+    directory = lock_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    start, told = time.monotonic(), False
+    while True:
+        for i, key in enumerate(keys):
+            f = open(directory / f"gpu-{key}.lock", "a+")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                f.close()
+                continue
+            f.seek(0)
+            f.truncate()
+            f.write(f"{os.getpid()}\n")
+            f.flush()
+            return i, f
+        if timeout_s is not None and time.monotonic() - start > timeout_s:
+            raise MalnError(f"no free GPU among {len(keys)} after {timeout_s:.0f} s (locks in {directory})")
+        if not told:
+            print(f"all {len(keys)} GPU(s) are taken by other maln jobs; waiting for one (locks in {directory})",
+                  file=sys.stderr)
+            told = True
+        time.sleep(poll_s)
+
+
+def place(requested: str) -> Placement:
+    """`requested`: auto | cpu | cuda (params train.device)."""
+    if requested == "cpu":
+        return Placement(torch.device("cpu"))
+    keys, simulated = _gpu_keys()
+    if not keys:
+        if requested == "cuda":
+            raise MalnError("train.device is cuda, but no CUDA device is visible (set train.device: auto or cpu)")
+        return Placement(torch.device("cpu"))
+    slot, lock = acquire_slot(keys)
+    if simulated:
+        return Placement(torch.device("cpu"), slot, True, "cpu", lock)
+    torch.cuda.set_device(slot)
+    return Placement(torch.device("cuda", slot), slot, False, torch.cuda.get_device_name(slot), lock)

@@ -1,0 +1,171 @@
+"""Running a trained model over a split: predictions, probabilities, metrics, and the decomposed
+features for the visualisation; plus `maln evaluate` and `maln predict` on saved checkpoints."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from maln.data.batching import DeviceData
+from maln.errors import MalnError
+from maln.metrics import classification_metrics
+
+
+@dataclass
+class Predictions:
+    dialogue: np.ndarray  # store index of each utterance's dialogue
+    position: np.ndarray  # utterance position within its dialogue
+    speaker: np.ndarray
+    gold: np.ndarray
+    probs: np.ndarray  # [N, C]
+    specific: np.ndarray | None = None  # [N, M, W]
+    common: np.ndarray | None = None
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+
+def autocast(device: torch.device, bf16: bool):
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf16: bool = False,
+            keep_features: bool = False) -> Predictions:
+    """Model outputs for every real utterance of `dialogues`, in store order (by dialogue, then
+    position), whatever the batching."""
+    model.eval()
+    parts = []
+    for idx in data.eval_batches(dialogues, batch_size):
+        b = data.batch(idx)
+        with autocast(data.device, bf16):
+            out = model(b.features, b.speakers, b.mask, b.lengths)
+        mask = b.mask.cpu()
+        part = {
+            "probs": torch.softmax(out.logits.float(), -1).cpu()[mask],
+            "gold": b.labels.cpu()[mask],
+            "speaker": b.speakers.cpu()[mask],
+            "dialogue": torch.from_numpy(idx).repeat_interleave(b.lengths),
+            "position": torch.cat([torch.arange(n) for n in b.lengths.tolist()]),
+        }
+        if keep_features and out.specific:
+            part["specific"] = torch.stack([out.specific[m] for m in model.modalities], 2).float().cpu()[mask]
+            part["common"] = torch.stack([out.common[m] for m in model.modalities], 2).float().cpu()[mask]
+        parts.append(part)
+    cat = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
+    order = np.lexsort((cat["position"], cat["dialogue"]))
+    cat = {k: v[order] for k, v in cat.items()}
+    return Predictions(cat["dialogue"], cat["position"], cat["speaker"], cat["gold"], cat["probs"],
+                       cat.get("specific"), cat.get("common"))
+
+
+def metrics_of(p: Predictions, class_names) -> dict:
+    return classification_metrics(p.gold, p.pred, class_names)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A model.pt, loaded with weights_only=True: tensors and plain data only, never code."""
+    path = Path(path)
+    if not path.is_file():
+        raise MalnError(f"{path}: no such checkpoint")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError or zip errors for bad files
+        raise MalnError(f"{path}: refused or unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "maln-model":
+        raise MalnError(f"{path}: not a maln model checkpoint")
+    return ckpt
+
+
+def build_from_checkpoint(ckpt: dict, device: torch.device):
+    from maln.model.config import ModelConfig
+    from maln.model.maln import MALN
+    from maln.model.variants import get
+
+    cfg = ckpt["config"]
+    model = MALN(ckpt["dims"], len(ckpt["class_names"]), ModelConfig.from_dict(cfg["model"]), get(cfg["variant"]),
+                 cfg["dataset"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device)
+
+
+def evaluate_checkpoint(checkpoint: str | Path, store_path: str | Path | None = None) -> tuple[dict, dict | None]:
+    """Test metrics recomputed from model.pt and the store; and the run's stored ones, if any."""
+    import json
+
+    from maln.data.store import load_store
+
+    checkpoint = Path(checkpoint)
+    ckpt = load_checkpoint(checkpoint)
+    cfg = ckpt["config"]
+    store = load_store(store_path or Path("data") / "features" / cfg["dataset"])
+    if store.hash != ckpt["store_hash"]:
+        raise MalnError(f"{store.path} is not the store this model was trained on "
+                        f"(store {store.hash[:12]}, model trained on {ckpt['store_hash'][:12]}); prepare it again")
+    device = torch.device("cpu")
+    model = build_from_checkpoint(ckpt, device)
+    data = DeviceData(store, model.modalities, device)
+    p = predict(model, data, store.dialogues("test"), cfg["train"]["batch_dialogues"])
+    result = metrics_of(p, store.class_names)
+    metrics_path = checkpoint.with_name("metrics.json")
+    stored = json.loads(metrics_path.read_text())["test"] if metrics_path.is_file() else None
+    return result, stored
+
+
+def predict_file(checkpoint: str | Path, input_path: str | Path, layout: str | None = None,
+                 output: str | Path | None = None) -> Path:
+    """Label every dialogue of a raw feature file (any split) and write a CSV."""
+    import tempfile
+
+    from maln.data import layouts, readers
+    from maln.data.store import load_store, write_store
+    from maln.data.validate import validate
+
+    ckpt = load_checkpoint(checkpoint)
+    input_path = Path(input_path)
+    layout = layout or _training_layout(ckpt)
+    if layout not in layouts.LAYOUTS or layouts.get(layout).files != ("main",):
+        raise MalnError(f"--layout {layout!r}: predict reads single-file layouts: "
+                        + ", ".join(n for n, l in layouts.LAYOUTS.items() if l.files == ("main",)))
+    raw = readers.read(layout, {"main": input_path})
+    validate(raw)
+    have = {m: raw.dialogues[next(iter(raw.dialogues))].features[m].shape[1] for m in raw.modalities}
+    model_dims = {m: ckpt["dims"][m] for m in ckpt["dims"]}
+    device = torch.device("cpu")
+    model = build_from_checkpoint(ckpt, device)
+    for m in model.modalities:
+        if m not in have:
+            raise MalnError(f"{input_path}: the model uses {m} features, the file has {', '.join(have)}")
+        if have[m] != model_dims[m]:
+            raise MalnError(f"{input_path}: {m} features are {have[m]}-d, the model was trained on {model_dims[m]}-d")
+    if raw.class_names != tuple(ckpt["class_names"]):
+        raise MalnError(f"{input_path}: layout {layout} has classes {raw.class_names}, the model {ckpt['class_names']}")
+    # Every dialogue is predicted: put them all in one split of a throw-away store.
+    raw.splits = {"train": [], "test": list(raw.dialogues)}
+    with tempfile.TemporaryDirectory() as tmp:
+        write_store(raw, Path(tmp) / "store", "predict", 0.1, [{"role": "main", "path": str(input_path)}])
+        store = load_store(Path(tmp) / "store")
+        data = DeviceData(store, model.modalities, device)
+        p = predict(model, data, store.dialogues("test"), ckpt["config"]["train"]["batch_dialogues"])
+        from maln.train import write_predictions
+
+        output = Path(output) if output else input_path.with_name(f"predictions-{input_path.stem}.csv")
+        write_predictions(output, p, store)
+    return output
+
+
+def _training_layout(ckpt: dict) -> str:
+    from maln.data import layouts
+
+    name = ckpt.get("layout")
+    if name is None:
+        raise MalnError("the checkpoint does not record its data layout; pass --layout")
+    layout = layouts.get(name)
+    return layout.synthetic_of or name

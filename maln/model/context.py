@@ -1,0 +1,24 @@
+"""Per-modality context encoders: a bidirectional GRU over the dialogue, into the model width."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+
+class ContextEncoder(nn.Module):
+    def __init__(self, in_dim: int, hidden: int, layers: int, width: int, dropout: float):
+        super().__init__()
+        self.gru = nn.GRU(in_dim, hidden, layers, batch_first=True, bidirectional=True,
+                          dropout=dropout if layers > 1 else 0.0)
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(2 * hidden, width)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        # Packed, so the backward direction starts at each dialogue's own last utterance and
+        # padding never enters the recurrence. lengths: int64 on the CPU.
+        packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        h, _ = self.gru(packed)
+        h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
+        return self.out(self.dropout(h))

@@ -1,0 +1,176 @@
+"""The model's promises, each checked so that it fails when the behaviour breaks."""
+
+import numpy as np
+import pytest
+import torch
+
+from builders import dialogues, raw_tuple, write_pickle
+from maln.data import readers
+from maln.data.batching import DeviceData
+from maln.data.store import load_store, write_store
+from maln.model.amdm import GradientReversal, orthogonality_loss
+from maln.model.config import ModelConfig
+from maln.model.maln import MALN, LossWeights
+from maln.model.sclm import masked_mean
+from maln.model.variants import VARIANTS
+from maln.errors import NotApplicable
+
+CFG = ModelConfig(width=16, context_hidden={"text": 8, "audio": 6, "visual": 6}, context_layers=2, sclm_layers=1,
+                  sclm_heads=2, sclm_feedforward=32, attention_heads=4, discriminator_hidden=16, grl_scale=1.0,
+                  dropout=0.1, feature_dropout=0.3, head_dropout=0.66)
+DIMS = {"text": 7, "audio": 5, "visual": 3}
+WEIGHTS = LossWeights(unimodal=0.1, adversarial=0.01, orthogonality=0.05)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    """A store of 8 dialogues of 2..12 utterances, up to 9 parties (MELD-like layout with visual)."""
+    tmp = tmp_path_factory.mktemp("model")
+    dlg = dialogues(n=8, dims=DIMS, parties=9, length=(2, 12), n_classes=7)
+    path = write_pickle(tmp / "f.pkl", raw_tuple("mmgcn-meld", dlg))
+    write_store(readers.read("mmgcn-meld", {"main": path}), tmp / "store", "t", 0.2, [])
+    store = load_store(tmp / "store")
+    return DeviceData(store, DIMS, torch.device("cpu"))
+
+
+def model_for(variant="full", seed=0):
+    torch.manual_seed(seed)
+    return MALN(DIMS, 7, CFG, VARIANTS[variant]).eval()
+
+
+def logits(model, data, idx):
+    b = data.batch(np.asarray(idx))
+    with torch.no_grad():
+        return model(b.features, b.speakers, b.mask, b.lengths).logits, b
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_padding_with_longer_dialogues_does_not_change_predictions(data, variant):
+    model = model_for(variant)
+    short = np.argsort(data.lengths)[:3]
+    longest = np.argsort(data.lengths)[-2:]
+    alone, b1 = logits(model, data, short)
+    padded, b2 = logits(model, data, np.concatenate([short, longest]))
+    assert b2.mask.shape[1] > b1.mask.shape[1]
+    for i in range(len(short)):
+        n = int(b1.lengths[i])
+        torch.testing.assert_close(padded[i, :n], alone[i, :n], atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["full", "text_only"])
+def test_renaming_the_parties_does_not_change_predictions(data, variant):
+    model = model_for(variant)
+    idx = np.argsort(data.lengths)[-3:]
+    b = data.batch(idx)
+    perm = torch.tensor([4, 7, 0, 8, 1, 3, 6, 2, 5])
+    renamed = torch.where(b.mask, perm[b.speakers.clamp(min=0)], -1)
+    assert not torch.equal(renamed[b.mask], b.speakers[b.mask])
+    with torch.no_grad():
+        before = model(b.features, b.speakers, b.mask, b.lengths).logits
+        after = model(b.features, renamed, b.mask, b.lengths).logits
+    torch.testing.assert_close(after[b.mask], before[b.mask], atol=1e-5, rtol=1e-4)
+
+
+def test_speaker_pools_follow_the_parties_for_nine_speakers():
+    torch.manual_seed(0)
+    speakers = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7, 8, 0, 8, 3]])
+    mask = torch.ones_like(speakers, dtype=torch.bool)
+    mask[0, -1] = False  # the last utterance is padding and must not be pooled
+    h = torch.randn(1, 12, 4)
+    same = (speakers[:, :, None] == speakers[:, None, :]) & mask[:, None, :]
+    own = masked_mean(same, h)
+    others = masked_mean(~same & mask[:, None, :], h)
+    torch.testing.assert_close(own[0, 0], (h[0, 0] + h[0, 9]) / 2)
+    torch.testing.assert_close(own[0, 3], h[0, 3])  # speaker 3's other utterance is padding
+    torch.testing.assert_close(others[0, 0], h[0, [1, 2, 3, 4, 5, 6, 7, 8, 10]].mean(0))
+
+
+def test_nine_party_dialogues_train(data):
+    model = model_for("full").train()
+    idx = np.arange(8)
+    b = data.batch(idx)
+    assert int(b.speakers.max()) >= 6
+    out = model(b.features, b.speakers, b.mask, b.lengths)
+    terms = model.loss(out, b.labels, b.mask, WEIGHTS)
+    terms["loss"].backward()
+    assert all(torch.isfinite(v) for v in terms.values())
+    assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+
+
+def test_gradient_reversal_negates_the_gradient():
+    x = torch.randn(5, 3, requires_grad=True)
+    y = GradientReversal(2.5)(x)
+    torch.testing.assert_close(y, x)
+    (y * torch.arange(3.0)).sum().backward()
+    torch.testing.assert_close(x.grad, -2.5 * torch.arange(3.0).expand(5, 3))
+
+
+def test_orthogonality_loss_is_zero_for_orthogonal_features_and_positive_otherwise():
+    # Orthogonal features: no feature of A co-varies with a feature of B across utterances. Here A
+    # lives on even utterances and B on odd ones, each column centred (x, -x pairs).
+    torch.manual_seed(0)
+    x, y = torch.randn(1, 5, 6), torch.randn(1, 5, 6)
+    a = torch.zeros(1, 20, 6)
+    b = torch.zeros(1, 20, 6)
+    a[0, 0::4], a[0, 2::4] = x[0], -x[0]
+    b[0, 1::4], b[0, 3::4] = y[0], -y[0]
+    mask = torch.ones(1, 20, dtype=torch.bool)
+    assert orthogonality_loss(a, b, mask).item() == pytest.approx(0.0, abs=1e-7)
+    assert orthogonality_loss(a, a + 0.1 * b, mask).item() > 0.1
+    assert orthogonality_loss(a, torch.randn(1, 20, 6), mask).item() > 0.0
+
+
+def test_orthogonality_loss_ignores_padding():
+    torch.manual_seed(1)
+    a, b = torch.randn(1, 6, 4), torch.randn(1, 6, 4)
+    mask = torch.tensor([[True, True, True, True, False, False]])
+    junk_a, junk_b = a.clone(), b.clone()
+    junk_a[0, 4:] = 1e3
+    junk_b[0, 4:] = -7
+    torch.testing.assert_close(orthogonality_loss(junk_a, junk_b, mask), orthogonality_loss(a, b, mask))
+
+
+def test_losses_ignore_padding(data):
+    model = model_for("full").train()
+    idx = np.argsort(data.lengths)[-3:]
+    b = data.batch(idx)
+    torch.manual_seed(3)
+    t1 = model.loss(model(b.features, b.speakers, b.mask, b.lengths), b.labels, b.mask, WEIGHTS)
+    feats = {m: torch.where(b.mask[..., None], x, torch.full_like(x, 50.0)) for m, x in b.features.items()}
+    torch.manual_seed(3)
+    t2 = model.loss(model(feats, b.speakers, b.mask, b.lengths), b.labels, b.mask, WEIGHTS)
+    for k in t1:
+        torch.testing.assert_close(t1[k], t2[k], atol=1e-5, rtol=1e-4)
+
+
+def test_no_sclm_has_no_sclm_parameters_and_no_adversary_no_discriminator():
+    names = {v: [n for n, _ in model_for(v).named_parameters()] for v in VARIANTS}
+    assert any(".sclm." in f".{n}" or n.startswith("sclm.") for n in names["full"])
+    assert not any(n.startswith("sclm.") for n in names["no_sclm"])
+    assert any("discriminator" in n for n in names["full"])
+    assert not any("discriminator" in n for n in names["no_adversary"])
+    assert not any(n.startswith("amdm.") for n in names["text_only"])
+    assert all(n.split(".")[1] == "text" for n in names["text_only"] if n.startswith(("context.", "sclm.")))
+
+
+def test_class_count_and_dimensions_come_from_the_data():
+    model = MALN({"text": 11, "audio": 13}, 4, CFG, VARIANTS["full"])
+    assert model.classifier.net[-1].out_features == 4
+    assert model.context["audio"].gru.input_size == 13
+    assert model.modalities == ("text", "audio")
+
+
+def test_variant_missing_its_modality_is_not_applicable():
+    with pytest.raises(NotApplicable, match="not applicable: variant visual_only needs the visual modality"):
+        MALN({"text": 11, "audio": 13}, 7, CFG, VARIANTS["visual_only"], "meld")
+    with pytest.raises(NotApplicable, match="at least two modalities"):
+        MALN({"text": 11}, 7, CFG, VARIANTS["no_adversary"], "cosmic")
+
+
+def test_schema_variant_enum_is_the_variant_table():
+    import yaml
+
+    from builders import REPO
+
+    schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
+    assert schema["$defs"]["variant"]["enum"] == list(VARIANTS)

@@ -1,0 +1,186 @@
+"""Training, evaluation and prediction through the real CLI and the real training loop."""
+
+import json
+import re
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import run_maln
+from maln.config import load_params
+from maln.metrics import classification_metrics
+from maln.model.variants import VARIANTS
+from maln.train import RUN_FILES, Run
+
+TIMING_KEYS = {"wall_time_s", "seconds_per_epoch"}
+
+
+def strip_timing(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
+
+
+def history_without_seconds(path):
+    lines = path.read_text().splitlines()
+    col = lines[0].split(",").index("seconds")
+    return [",".join(c for i, c in enumerate(line.split(",")) if i != col) for line in lines]
+
+
+@pytest.fixture(scope="module")
+def trained(synthetic_project):
+    """One real run through the CLI: synthetic-iemocap, full, seed 0, 4 epochs."""
+    out = synthetic_project / "results/runs/synthetic-iemocap/full/seed0"
+    proc = run_maln("train", "--dataset", "synthetic-iemocap", "--variant", "full", "--seed", "0",
+                    "--set", "train.epochs=4", "--threads", "1", cwd=synthetic_project, check=True)
+    return out, proc
+
+
+def test_a_run_leaves_every_output(trained):
+    out, proc = trained
+    for name in RUN_FILES:
+        assert (out / name).is_file(), name
+    assert not (out / "checkpoint.pt").exists()
+    metrics = json.loads((out / "metrics.json").read_text())
+    for split in ("valid", "test"):
+        for key in ("accuracy", "weighted_f1", "macro_f1", "waa", "per_class", "confusion"):
+            assert key in metrics[split]
+    assert metrics["epochs_run"] == 4 and 1 <= metrics["best_epoch"] <= 4
+    assert len(metrics["config_hash"]) == 64 and len(metrics["store_hash"]) == 64
+    assert metrics["parameters"] > 0 and metrics["device"] == "cpu"
+    ckpt = torch.load(out / "model.pt", weights_only=True)
+    assert ckpt["epoch"] == metrics["best_epoch"] and ckpt["class_names"] == metrics["class_names"]
+    history = (out / "history.csv").read_text().splitlines()
+    assert history[0].split(",")[:6] == ["epoch", "ce", "unimodal", "adversarial", "orthogonality", "loss"]
+    assert len(history) == 5
+    rows = (out / "predictions.csv").read_text().splitlines()
+    assert rows[0].startswith("dialogue_id,position,speaker,gold,predicted,p_hap")
+    assert len(rows) - 1 == metrics["test"]["n"]
+    probs = np.array([[float(x) for x in r.split(",")[5:]] for r in rows[1:]])
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
+    feats = np.load(out / "features.npz", allow_pickle=False)
+    assert feats["specific"].shape == (metrics["test"]["n"], 3, 48) == feats["common"].shape
+    assert re.search(r"epoch 4/4 loss [0-9.]+ .* valid acc [0-9.]+ wf1 [0-9.]+", proc.stderr)  # per-epoch log lines
+
+
+def test_evaluate_reproduces_the_stored_test_metrics(trained, synthetic_project):
+    out, _ = trained
+    proc = run_maln("evaluate", "--checkpoint", out / "model.pt", cwd=synthetic_project, check=True)
+    stored = json.loads((out / "metrics.json").read_text())["test"]
+    printed = json.loads(proc.stdout)
+    assert printed["weighted_f1"] == stored["weighted_f1"] and printed["per_class"] == stored["per_class"]
+    assert "equal to" in proc.stderr
+
+
+def test_predict_labels_a_feature_file(trained, synthetic_project):
+    out, _ = trained
+    target = synthetic_project / "pred.csv"
+    run_maln("predict", "--checkpoint", out / "model.pt", "--input", "data/raw/synthetic-iemocap.pkl",
+             "--output", target, cwd=synthetic_project, check=True)
+    rows = target.read_text().splitlines()
+    meta = json.loads((synthetic_project / "data/features/synthetic-iemocap/meta.json").read_text())
+    assert len(rows) - 1 == meta["n_utterances"]  # every dialogue, whatever its split
+
+
+def test_predict_refuses_features_of_the_wrong_size(trained, synthetic_project):
+    out, _ = trained
+    proc = run_maln("predict", "--checkpoint", out / "model.pt", "--input", "data/raw/synthetic-meld.pkl",
+                    "--layout", "conv-emotion-meld", cwd=synthetic_project)
+    assert proc.returncode == 1 and "text features are 600-d, the model was trained on 100-d" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_variant_without_its_modality_exits_3_with_one_line(synthetic_project):
+    proc = run_maln("train", "--dataset", "synthetic-meld", "--variant", "visual_only", "--seed", "0",
+                    cwd=synthetic_project)
+    assert proc.returncode == 3
+    assert proc.stderr.strip().count("\n") == 0 and "not applicable" in proc.stderr
+
+
+def test_two_runs_with_one_seed_give_identical_results(synthetic_project, tmp_path):
+    params = load_params(synthetic_project / "params.yaml", ["train.epochs=3"])
+    run = Run(params, "synthetic-meld", "full", threads=1)
+    a = run.train_seed(5, tmp_path / "a", progress=False)
+    b = run.train_seed(5, tmp_path / "b", progress=False)
+    assert strip_timing(a) == strip_timing(b)
+    assert (tmp_path / "a/predictions.csv").read_bytes() == (tmp_path / "b/predictions.csv").read_bytes()
+    c = run.train_seed(6, tmp_path / "c", progress=False)
+    assert c["test"]["confusion"] != a["test"]["confusion"] or c["valid"] != a["valid"]
+
+
+def test_killed_run_resumes_to_the_same_metrics(synthetic_project, tmp_path):
+    args = ["train", "--dataset", "synthetic-meld", "--variant", "no_sclm", "--seed", "1",
+            "--set", "train.epochs=8", "--threads", "1"]
+    run_maln(*args, "--out", tmp_path / "whole", cwd=synthetic_project, check=True)
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "maln", *args, "--out", str(killed)], cwd=synthetic_project,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sidecar = killed / "checkpoint.pt.sha256"
+    deadline = time.time() + 120
+    while not sidecar.exists() and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # into the next epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "metrics.json").exists(), "the run finished before it could be killed"
+    resumed = run_maln(*args, "--out", killed, cwd=synthetic_project, check=True)
+    assert "resuming" in resumed.stderr
+    whole = json.loads((tmp_path / "whole/metrics.json").read_text())
+    again = json.loads((killed / "metrics.json").read_text())
+    assert strip_timing(again) == strip_timing(whole)
+    assert history_without_seconds(killed / "history.csv") == history_without_seconds(tmp_path / "whole/history.csv")
+
+
+@pytest.mark.parametrize("dataset", ["synthetic-iemocap", "synthetic-meld"])
+def test_every_variant_learns_more_than_the_majority_class(synthetic_project, tmp_path, dataset):
+    params = load_params(synthetic_project / "params.yaml", ["train.epochs=12"])
+    for variant in VARIANTS:
+        try:
+            run = Run(params, dataset, variant, threads=1)
+        except Exception as e:
+            assert variant == "visual_only" and dataset == "synthetic-meld", e
+            continue
+        m = run.train_seed(0, tmp_path / variant, progress=False)
+        valid_idx = run.splits["valid"]
+        gold = np.concatenate([run.store.labels[run.store.offsets[i]:run.store.offsets[i + 1]] for i in valid_idx])
+        train_labels = np.concatenate([run.store.labels[run.store.offsets[i]:run.store.offsets[i + 1]]
+                                       for i in run.splits["train"]])
+        majority = (gold == np.bincount(train_labels).argmax()).mean()
+        assert m["valid"]["accuracy"] > majority + 0.03, (variant, m["valid"]["accuracy"], majority)
+
+
+def test_metrics_agree_with_scikit_learn():
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 6, 300)
+    pred = np.where(rng.random(300) < 0.6, gold, rng.integers(0, 5, 300))  # class 5 never predicted
+    names = ["hap", "sad", "neu", "ang", "exc", "fru"]
+    m = classification_metrics(gold, pred, names)
+    assert m["accuracy"] == pytest.approx(accuracy_score(gold, pred))
+    assert m["weighted_f1"] == pytest.approx(f1_score(gold, pred, average="weighted", zero_division=0))
+    assert m["macro_f1"] == pytest.approx(f1_score(gold, pred, average="macro", zero_division=0))
+    p, r, f, s = precision_recall_fscore_support(gold, pred, labels=range(6), zero_division=0)
+    for i, name in enumerate(names):
+        assert m["per_class"][name]["precision"] == pytest.approx(p[i])
+        assert m["per_class"][name]["recall"] == pytest.approx(r[i])
+        assert m["per_class"][name]["f1"] == pytest.approx(f[i])
+        assert m["per_class"][name]["support"] == s[i]
+    assert m["confusion"] == confusion_matrix(gold, pred, labels=range(6)).tolist()
+    assert m["waa"] == pytest.approx(m["accuracy"])
+
+
+def test_hostile_checkpoint_is_refused(synthetic_project, tmp_path):
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {tmp_path / 'pwned'}",))
+
+    path = tmp_path / "model.pt"
+    torch.save({"format": "maln-model", "payload": Evil()}, path)
+    proc = run_maln("evaluate", "--checkpoint", path, cwd=synthetic_project)
+    assert proc.returncode == 1 and "refused or unreadable checkpoint" in proc.stderr
+    assert not (tmp_path / "pwned").exists()
