@@ -93,6 +93,16 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_aggregate(args) -> int:
+    from maln.report.aggregate import aggregate
+
+    params = _params(args)
+    metrics = aggregate(params)
+    n = sum(len(v) for v in metrics.values())
+    print(f"aggregated {n} dataset x variant cells -> results/metrics.json", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--params", default=argparse.SUPPRESS, metavar="PATH",
@@ -139,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", help="the input's layout (default: that of the model's training data)")
     p.add_argument("--output", type=Path, help="CSV to write (default: predictions-INPUT.csv beside the input)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("aggregate", parents=[common], help="turn the study's runs into tables, figures and results/metrics.json")
+    p.set_defaults(func=cmd_aggregate)
     return parser
 
 

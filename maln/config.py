@@ -95,8 +95,7 @@ def _format_error(err) -> str:
     return f"{where}: {err.message}"
 
 
-def validate(params: dict, source: str = DEFAULT_PARAMS) -> None:
-    """Raise ConfigError naming every invalid key (schema, then cross-references)."""
+def validate_schema(params: dict, source: str = DEFAULT_PARAMS) -> None:
     import jsonschema
 
     validator = jsonschema.Draft202012Validator(schema())
@@ -104,6 +103,10 @@ def validate(params: dict, source: str = DEFAULT_PARAMS) -> None:
     if errors:
         lines = [_format_error(e) for e in errors[:12]]
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(dict.fromkeys(lines)))
+
+
+def check_references(params: dict, source: str = DEFAULT_PARAMS) -> None:
+    """What the schema cannot say: names that must exist, values that must fit together."""
     unknown = [d for d in params["study"]["datasets"] if d not in params["datasets"]]
     if unknown:
         raise ConfigError(
@@ -118,6 +121,12 @@ def validate(params: dict, source: str = DEFAULT_PARAMS) -> None:
             ModelConfig.from_dict(model)
         except ConfigError as e:
             raise ConfigError(f"{source}: datasets.{name}: {e}") from None
+
+
+def validate(params: dict, source: str = DEFAULT_PARAMS) -> None:
+    """Raise ConfigError naming every invalid key (schema, then cross-references)."""
+    validate_schema(params, source)
+    check_references(params, source)
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,7 @@ class Placement:
     slot: int | None = None  # the pool slot held (GPU index among the visible ones)
     simulated: bool = False
     name: str = "cpu"
+    acquired_at: float = 0.0  # when this process got its device (wall clock)
     _lock: object = None  # the open lock file; keeps the slot while referenced
 
     def describe(self) -> str:
@@ -83,14 +84,14 @@ def acquire_slot(keys: list[str], poll_s: float = 0.5, timeout_s: float | None =
 def place(requested: str) -> Placement:
     """`requested`: auto | cpu | cuda (params train.device)."""
     if requested == "cpu":
-        return Placement(torch.device("cpu"))
+        return Placement(torch.device("cpu"), acquired_at=time.time())
     keys, simulated = _gpu_keys()
     if not keys:
         if requested == "cuda":
             raise MalnError("train.device is cuda, but no CUDA device is visible (set train.device: auto or cpu)")
-        return Placement(torch.device("cpu"))
+        return Placement(torch.device("cpu"), acquired_at=time.time())
     slot, lock = acquire_slot(keys)
     if simulated:
-        return Placement(torch.device("cpu"), slot, True, "cpu", lock)
+        return Placement(torch.device("cpu"), slot, True, "cpu", time.time(), lock)
     torch.cuda.set_device(slot)
-    return Placement(torch.device("cuda", slot), slot, False, torch.cuda.get_device_name(slot), lock)
+    return Placement(torch.device("cuda", slot), slot, False, torch.cuda.get_device_name(slot), time.time(), lock)

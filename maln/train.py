@@ -35,11 +35,11 @@ from maln.evaluate import Predictions, autocast, metrics_of, predict
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
+from maln.study import run_path
 
 # What a finished run leaves in its folder; metrics.json is written last and marks completion.
 RUN_FILES = ("predictions.csv", "history.csv", "features.npz", "model.pt", "metrics.json")
 CHECKPOINT = "checkpoint.pt"
-RUNS_DIR = Path("results") / "runs"
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,7 @@ class TrainConfig:
 
 
 def run_dir(root: Path, dataset: str, variant: str, seed: int) -> Path:
-    return root / RUNS_DIR / dataset / variant / f"seed{seed}"
+    return root / run_path(dataset, variant, seed)
 
 
 def effective_config(params: Params, dataset: str, variant: str, seed: int) -> dict:
@@ -122,7 +122,7 @@ class Run:
             return done
         out_dir.mkdir(parents=True, exist_ok=True)
         cfg = self.train_cfg
-        start_time = time.time()
+        start_time = self._started = time.time()
         model = self.build_model(seed)
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         class_weights = class_weight_vector(self.store, self.device) if cfg.class_weights else None
@@ -236,9 +236,11 @@ class Run:
             "valid": metrics_of(valid, names), "test": metrics_of(test, names),
             "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
             "stopped_early": state["epoch"] < cfg.epochs,
+            "started_at": round(self._started, 3), "finished_at": round(time.time(), 3),
             "wall_time_s": round(wall, 3), "seconds_per_epoch": round(
                 float(np.mean([h["seconds"] for h in state["history"]])), 4),
-            "device": self.placement.describe(), "threads": torch.get_num_threads(), "parameters": n_params,
+            "device": self.placement.describe(), "device_held_from": round(self.placement.acquired_at, 3),
+            "threads": torch.get_num_threads(), "parameters": n_params,
             "config_hash": config_hash, "store_hash": self.store.hash, "config": config,
             "versions": {"maln": maln.__version__, "torch": torch.__version__, "python": platform.python_version()},
         }

@@ -18,7 +18,7 @@ from maln.metrics import classification_metrics
 from maln.model.variants import VARIANTS
 from maln.train import RUN_FILES, Run
 
-TIMING_KEYS = {"wall_time_s", "seconds_per_epoch"}
+TIMING_KEYS = {"wall_time_s", "seconds_per_epoch", "started_at", "finished_at", "device_held_from"}
 
 
 def strip_timing(metrics: dict) -> dict:

@@ -1,0 +1,54 @@
+"""The study grid: which (dataset, variant, seed) runs a params.yaml asks for, and which variants do
+not apply to a dataset. The Snakefile and `maln aggregate` both ask this module, so the workflow
+and the tables can never disagree about what should exist."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from maln.data import layouts
+from maln.model.variants import VARIANTS
+
+
+@dataclass(frozen=True)
+class Cell:
+    dataset: str
+    variant: str
+    applicable: bool
+    reason: str = ""  # why not, when not applicable
+
+
+def modalities(params_data: dict, dataset: str) -> tuple[str, ...]:
+    return layouts.get(params_data["datasets"][dataset]["layout"]).modalities
+
+
+def cells(params_data: dict) -> list[Cell]:
+    """Every dataset x variant of the study, applicable or not."""
+    out = []
+    study = params_data["study"]
+    for d in study["datasets"]:
+        mods = modalities(params_data, d)
+        for v in study["variants"]:
+            variant = VARIANTS[v]
+            if variant.applicable(mods):
+                out.append(Cell(d, v, True))
+            else:
+                need = f"no {variant.modality} modality" if variant.modality else "fewer than two modalities"
+                out.append(Cell(d, v, False, need))
+    return out
+
+
+def runs(params_data: dict) -> list[tuple[str, str, int]]:
+    """(dataset, variant, seed) of every run the study trains."""
+    return [(c.dataset, c.variant, s) for c in cells(params_data) if c.applicable for s in params_data["study"]["seeds"]]
+
+
+def seed_chunks(params_data: dict) -> list[tuple[int, ...]]:
+    """The study's seeds cut into groups trained by one process each (study.seeds_per_job)."""
+    seeds, n = params_data["study"]["seeds"], params_data["study"]["seeds_per_job"]
+    return [tuple(seeds[i:i + n]) for i in range(0, len(seeds), n)]
+
+
+def run_path(dataset: str, variant: str, seed: int) -> Path:
+    return Path("results") / "runs" / dataset / variant / f"seed{seed}"

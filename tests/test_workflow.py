@@ -1,0 +1,165 @@
+"""The workflow with the real tools on a tiny study: Snakemake (run, -n, lint, report, several
+GPUs, the offline real-data switch) and DVC (repro twice, commit after a direct run, push/pull,
+metrics and params diff between branches)."""
+
+import json
+import shutil
+from itertools import combinations
+
+import pytest
+
+from workflow_helpers import copy_repo, dvc, git, make_tiny, snakemake
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = copy_repo(tmp_path_factory.mktemp("study"))
+    make_tiny(root)
+    proc = snakemake(root, "--cores", "4", "--resources", "gpu=1")
+    return root, proc
+
+
+def test_tiny_study_runs_and_then_has_nothing_to_do(study):
+    root, proc = study
+    metrics = json.loads((root / "results/metrics.json").read_text())
+    assert set(metrics["synthetic-iemocap"]) == {"full", "text_only", "visual_only"}
+    assert set(metrics["synthetic-meld"]) == {"full", "text_only"}  # visual_only does not apply
+    assert metrics["synthetic-iemocap"]["full"]["n"] == 2
+    for seed in (0, 1):
+        log = root / f"results/logs/train/synthetic-meld/full/seed{seed}.log"
+        assert "test acc" in log.read_text()
+        assert (root / f"results/benchmarks/train/synthetic-meld/full/seed{seed}.tsv").is_file()
+    assert "-m maln train --dataset" in proc.stdout + proc.stderr  # the command, to rerun by hand
+    again = snakemake(root, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_parameter_change_reruns_only_the_jobs_it_concerns(study):
+    root, _ = study
+    out = snakemake(root, "-n", "--config", "train={weight_decay: 0.001}")
+    text = out.stdout + out.stderr
+    assert "train_seed0" in text and "prepare" not in text and "synth " not in text
+    out = snakemake(root, "-n", "--config", "study={seeds: [0]}")
+    assert "train_seed" not in out.stdout + out.stderr
+
+
+def test_lint_is_clean(study):
+    root, _ = study
+    out = snakemake(root, "--lint")
+    assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr
+
+
+def test_report_builds(study):
+    root, _ = study
+    snakemake(root, "--report", "report.html")
+    assert (root / "report.html").stat().st_size > 10_000
+
+
+def test_concurrent_training_jobs_get_distinct_gpus(tmp_path):
+    root = copy_repo(tmp_path / "gpus")
+    make_tiny(root, variants=("full", "text_only", "audio_only", "visual_only"), seeds=(0,), epochs=3)
+    snakemake(root, "--cores", "4", "--resources", "gpu=2", "--config", "resources={gpu: 1}",
+              MALN_SIMULATE_GPUS="2", MALN_GPU_LOCK_DIR=str(tmp_path / "locks"))
+    jobs = []
+    for m in (root / "results/runs").glob("*/*/seed0/metrics.json"):
+        metrics = json.loads(m.read_text())
+        assert "simulated" in metrics["device"], metrics["device"]
+        slot = int(metrics["device"].split("slot ")[1].split(",")[0])
+        jobs.append((metrics["device_held_from"], metrics["finished_at"], slot, m.parent))
+    assert len(jobs) == 7 and {slot for *_, slot, _ in jobs} == {0, 1}
+    overlapping = [(a, b) for a, b in combinations(jobs, 2) if a[0] < b[1] and b[0] < a[1]]
+    assert overlapping, "no two jobs ran at once; the test proves nothing"
+    for a, b in overlapping:
+        assert a[2] != b[2], f"{a[3]} and {b[3]} ran at the same time on slot {a[2]}"
+
+
+def test_real_data_without_network_stops_early_with_the_fetch_error(tmp_path):
+    import socket
+
+    import yaml
+
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    root = copy_repo(tmp_path / "offline")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    url = f"http://127.0.0.1:{port}/conv-emotion/IEMOCAP_features.pkl"
+    params["datasets"]["iemocap"]["url"] = url
+    params["datasets"].pop("iemocap-roberta")
+    params["study"]["datasets"] = ["iemocap"]
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = snakemake(root, "--cores", "2", check=False)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "could not connect" in text and url in text and "place the file by hand" in text
+    assert not (root / "data/raw/IEMOCAP_features.pkl").exists()
+    assert not (root / "results/runs").exists()  # nothing trained, nothing substituted
+
+
+@pytest.fixture(scope="module")
+def dvc_repo(tmp_path_factory):
+    root = copy_repo(tmp_path_factory.mktemp("dvcrepo"))
+    make_tiny(root, variants=("full", "text_only"), seeds=(0,), epochs=2)
+    git(root, "init", "-q", "-b", "A")
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "tiny study")
+    first = dvc(root, "repro")
+    return root, first
+
+
+def test_dvc_repro_runs_everything_then_nothing(dvc_repo):
+    root, first = dvc_repro_out = dvc_repo
+    assert "Running stage 'data'" in first.stdout and "Running stage 'report'" in first.stdout
+    assert (root / "results/metrics.json").is_file() and (root / "dvc.lock").is_file()
+    second = dvc(root, "repro")
+    assert "Running stage" not in second.stdout
+    assert "up to date" in second.stdout or "didn't change" in second.stdout
+    status = dvc(root, "status")
+    assert "up to date" in status.stdout
+
+
+def test_direct_snakemake_run_is_recorded_with_dvc_commit(dvc_repo):
+    root, _ = dvc_repo
+    shutil.rmtree(root / "results/runs/synthetic-meld/text_only")
+    snakemake(root, "--cores", "2")
+    assert "changed outs" in dvc(root, "status").stdout
+    dvc(root, "commit", "-f")
+    assert "up to date" in dvc(root, "status").stdout
+
+
+def test_dvc_push_and_pull_round_trip_data_and_checkpoints(dvc_repo, tmp_path):
+    root, _ = dvc_repo
+    dvc(root, "remote", "add", "-d", "-f", "local", str(tmp_path / "remote"))
+    model = root / "results/runs/synthetic-iemocap/full/seed0/model.pt"
+    before = {p: p.read_bytes() for p in (model, root / "data/features/synthetic-iemocap/text.npy")}
+    dvc(root, "push")
+    for path in ("data/raw", "data/features", "results/runs", ".dvc/cache"):
+        shutil.rmtree(root / path)
+    assert not model.exists()
+    dvc(root, "pull")
+    assert {p: p.read_bytes() for p in before} == before
+
+
+def test_metrics_and_params_diff_between_branches(dvc_repo):
+    import yaml
+
+    root, _ = dvc_repo
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "results on A")
+    git(root, "checkout", "-q", "-b", "B")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    params["train"]["lr"] = 0.003
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = dvc(root, "repro")
+    assert "Running stage 'train'" in out.stdout and "Running stage 'data'" not in out.stdout
+    git(root, "add", "-A")
+    git(root, "commit", "-qm", "lr 3e-3 on B")
+    metrics = dvc(root, "metrics", "diff", "A", "B").stdout
+    assert "synthetic-iemocap.full.test_wf1_mean" in metrics
+    changed = [line for line in metrics.splitlines() if "test_wf1_mean" in line]
+    assert any(float(line.split()[-1]) != 0 for line in changed if line.split()[-1] not in ("-", "diff")), metrics
+    params_diff = dvc(root, "params", "diff", "A", "B").stdout
+    assert "train.lr" in params_diff and "0.0004" in params_diff and "0.003" in params_diff

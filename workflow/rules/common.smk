@@ -1,0 +1,162 @@
+# Configuration is validated once, here; every helper the rules use lives in this file.
+
+import shlex
+import sys
+from pathlib import Path
+
+import yaml
+from snakemake.utils import validate
+
+from maln.config import check_references, diff_overrides
+from maln.io import canonical_hash
+from maln.train import effective_config
+from maln.data import layouts
+from maln.data.fetch import raw_files, verify
+from maln.errors import MalnError
+from maln.config import Params
+from maln.study import runs, seed_chunks
+from maln.train import RUN_FILES
+
+_SHIPPED = yaml.safe_load(open("params.yaml"))
+
+
+def _retype(value):
+    """Snakemake reads nested `--config` values as strings ('0.3', '1'); read scalars back as YAML."""
+    if isinstance(value, dict):
+        return {k: _retype(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_retype(v) for v in value]
+    if isinstance(value, str) and value.strip():
+        parsed = yaml.safe_load(value)
+        return parsed if not isinstance(parsed, (dict, list)) else value
+    return value
+
+
+config.update(_retype(dict(config)))
+validate(config, schema="../schemas/params.schema.yaml")
+check_references(config)
+
+STUDY = config["study"]
+
+# Every job runs `maln` with this interpreter (so a person can rerun it by hand), and passes on any
+# `--config` change as `--set`, so jobs see exactly the configuration Snakemake validated.
+_OVERRIDES = diff_overrides(_SHIPPED, config)
+PARAMS = Params(config, Path("params.yaml").resolve(), tuple(_OVERRIDES))
+# With --use-conda a job runs in workflow/envs/maln.yaml, whose `python` is the one to call.
+_CONDA = "CONDA" in {m.name for m in workflow.deployment_settings.deployment_method}
+MALN = "python -m maln" if _CONDA else f"{shlex.quote(sys.executable)} -m maln"
+ENV = "../envs/maln.yaml"
+
+
+def sets(*sections):
+    """The `--set` arguments a job needs: only overrides under `sections` ('{dataset}' is filled
+    from the job's wildcards), so changing, say, study.seeds does not rerun unrelated jobs."""
+
+    def args(wildcards):
+        keys = [k.format(**wildcards) for k in sections]
+        chosen = [o for o in _OVERRIDES if any(o.split("=", 1)[0] == k or o.startswith(f"{k}.") for k in keys)]
+        return " ".join(f"--set {shlex.quote(o)}" for o in chosen)
+
+    return args
+
+
+# Snakemake reruns a job when its params change, not when params.yaml or maln's code does. So each
+# job carries the hash of the configuration it uses and of the code it runs. An edit of train.lr
+# then reruns exactly the training jobs, and `dvc repro` never records old results under new params.
+def source_hash(*parts):
+    files = sorted(f for p in parts for f in ([Path(p)] if Path(p).is_file() else Path(p).rglob("*.py")))
+    return canonical_hash({str(f): f.read_text() for f in files})
+
+
+CODE = {
+    "data": source_hash("maln/data", "maln/config.py", "maln/io.py"),
+    "train": source_hash("maln/model", "maln/data/batching.py", "maln/data/store.py", "maln/train.py",
+                         "maln/evaluate.py", "maln/metrics.py", "maln/devices.py"),
+    "report": source_hash("maln/report", "maln/study.py", "maln/metrics.py"),
+}
+
+
+def data_config(wildcards):
+    return canonical_hash([config["datasets"][wildcards.dataset], config["data"], CODE["data"]])
+
+
+def train_config(seeds):
+    def config_hash(wildcards):
+        runs_ = [effective_config(PARAMS, wildcards.dataset, wildcards.variant, s) for s in seeds]
+        return canonical_hash([runs_, CODE["train"]])
+
+    return config_hash
+
+
+def report_config(wildcards):
+    return canonical_hash([STUDY, CODE["report"]])
+
+def _raw(dataset):
+    return raw_files(PARAMS, dataset)
+
+
+# Files a user places by hand are checked now, so a missing one stops the run before any job starts.
+for _dataset in STUDY["datasets"]:
+    for _f in _raw(_dataset):
+        if _f.url is None and not _f.synthetic:
+            try:
+                verify(_f)
+            except MalnError as e:
+                raise WorkflowError(str(e)) from None
+
+SYNTHETIC = [d for d in STUDY["datasets"] if layouts.get(config["datasets"][d]["layout"]).synthetic]
+# downloaded file name -> the first study dataset that pins it (several may share one file)
+DOWNLOADS = {}
+for _dataset in STUDY["datasets"]:
+    for _f in _raw(_dataset):
+        if _f.url is not None:
+            DOWNLOADS.setdefault(_f.path.name, _dataset)
+
+NEVER = "(?!x)x"  # a wildcard constraint that matches nothing
+
+
+def raw_inputs(wildcards):
+    """Raw files as paths relative to the project where they are inside it (so they match the
+    output patterns of synth and fetch); a file kept elsewhere on purpose stays absolute."""
+    root = PARAMS.root
+    return [str(f.path.relative_to(root)) if f.path.is_relative_to(root) else str(f.path)
+            for f in _raw(wildcards.dataset)]
+
+
+def fetch_dataset(wildcards):
+    return DOWNLOADS[wildcards.file]
+
+
+def store(dataset):
+    return f"data/features/{dataset}/meta.json"
+
+
+def run_outputs(seeds, dataset="{dataset}", variant="{variant}"):
+    return [f"results/runs/{dataset}/{variant}/seed{s}/{name}" for s in seeds for name in RUN_FILES]
+
+
+def study_stores():
+    return [store(d) for d in STUDY["datasets"]]
+
+
+def study_runs():
+    return [f"results/runs/{d}/{v}/seed{s}/metrics.json" for d, v, s in runs(config)]
+
+
+def train_resources():
+    """Resources of a training job (params.yaml `resources:`). gpu=1 only where a GPU will be used,
+    so a CPU-only machine never queues jobs behind a GPU nobody has."""
+    r = config["resources"]
+    gpu = r["gpu"]
+    if gpu == "auto":
+        device = config["train"]["device"]
+        if device == "auto":
+            import torch
+
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        gpu = int(device == "cuda")
+    return {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpu": gpu}
+
+
+def report_outputs():
+    return ["results/metrics.json"]

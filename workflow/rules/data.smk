@@ -1,0 +1,57 @@
+# Raw files (synthesised or downloaded and verified) -> canonical stores.
+
+
+rule synth:
+    output:
+        "data/raw/{dataset}.pkl",
+    conda:
+        ENV
+    log:
+        "results/logs/synth/{dataset}.log",
+    wildcard_constraints:
+        dataset="|".join(map(re.escape, SYNTHETIC)) or NEVER,
+    params:
+        maln=MALN,
+        sets=sets("datasets.{dataset}", "data"),
+        config=data_config,
+    shell:
+        "{params.maln} synth {wildcards.dataset} {params.sets} 2> {log}"
+
+
+rule fetch:
+    output:
+        "data/raw/{file}",
+    conda:
+        ENV
+    log:
+        "results/logs/fetch/{file}.log",
+    wildcard_constraints:
+        file="|".join(map(re.escape, DOWNLOADS)) or NEVER,
+    params:
+        maln=MALN,
+        sets=sets("datasets", "data"),
+        dataset=fetch_dataset,
+    shell:
+        "{params.maln} fetch {params.dataset} {params.sets} 2> {log}"
+
+
+rule prepare:
+    input:
+        raw_inputs,
+    output:
+        "data/features/{dataset}/meta.json",
+    conda:
+        ENV
+    log:
+        "results/logs/prepare/{dataset}.log",
+    params:
+        maln=MALN,
+        sets=sets("datasets.{dataset}", "data"),
+        config=data_config,
+    shell:
+        "{params.maln} prepare {wildcards.dataset} {params.sets} 2> {log}"
+
+
+rule data:
+    input:
+        study_stores(),
