@@ -97,9 +97,10 @@ def cmd_aggregate(args) -> int:
     from maln.report.aggregate import aggregate
 
     params = _params(args)
-    metrics = aggregate(params)
+    metrics = aggregate(params, args.readme)
     n = sum(len(v) for v in metrics.values())
-    print(f"aggregated {n} dataset x variant cells -> results/metrics.json", file=sys.stderr)
+    print(f"aggregated {n} dataset x variant cells -> results/metrics.json, results/tables/, results/figures/"
+          + (f", {args.readme}" if args.readme else ""), file=sys.stderr)
     return 0
 
 
@@ -151,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser("aggregate", parents=[common], help="turn the study's runs into tables, figures and results/metrics.json")
+    p.add_argument("--readme", type=Path, help="also refresh this README's generated results section")
     p.set_defaults(func=cmd_aggregate)
     return parser
 

@@ -184,3 +184,28 @@ def test_hostile_checkpoint_is_refused(synthetic_project, tmp_path):
     proc = run_maln("evaluate", "--checkpoint", path, cwd=synthetic_project)
     assert proc.returncode == 1 and "refused or unreadable checkpoint" in proc.stderr
     assert not (tmp_path / "pwned").exists()
+
+
+def test_gradient_reversal_turns_the_encoders_against_the_discriminator(synthetic_project, tmp_path):
+    """With a strong adversary the discriminator separates the specific features by modality, while
+    the encoders, through the reversed gradient, keep it from doing so on the common features.
+    Without the reversal it would classify those just as easily."""
+    params = load_params(synthetic_project / "params.yaml", ["train.loss_weights.adversarial=1.0", "train.epochs=4"])
+    run = Run(params, "synthetic-meld", "no_sclm", threads=1)
+    run.train_seed(0, tmp_path / "run", progress=False)
+    model = run.build_model(0)
+    model.load_state_dict(torch.load(tmp_path / "run/model.pt", weights_only=True)["model"])
+    model.eval()
+    hits = {"specific": 0, "common": 0}
+    total = 0
+    with torch.no_grad():
+        for idx in run.data.eval_batches(run.splits["valid"], 32):
+            b = run.data.batch(idx)
+            out = model(b.features, b.speakers, b.mask, b.lengths)
+            for i, m in enumerate(model.modalities):
+                for kind in hits:
+                    pred = model.amdm.discriminator(getattr(out, kind)[m]).argmax(-1)
+                    hits[kind] += int(((pred == i) & b.mask).sum())
+            total += int(b.mask.sum()) * len(model.modalities)
+    assert hits["specific"] / total > 0.9
+    assert hits["common"] / total < 0.5

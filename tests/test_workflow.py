@@ -51,10 +51,65 @@ def test_lint_is_clean(study):
     assert "Congratulations, your workflow is in a good condition!" in out.stdout + out.stderr
 
 
-def test_report_builds(study):
+def _browser(tmp_path):
+    """Headless Chromium driven by Selenium, or a skip that says what is missing."""
+    import shutil as sh
+
+    for tool in ("chromium", "chromedriver"):
+        if not sh.which(tool):
+            pytest.skip(f"{tool} is not installed (Debian: apt-get install chromium chromium-driver; .ci/run does)")
+    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[test]')")
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--window-size=1500,1100", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        opts.add_argument(arg)
+    opts.binary_location = sh.which("chromium")
+    return webdriver.Chrome(service=Service(sh.which("chromedriver")), options=opts)
+
+
+def test_report_shows_the_main_table_and_the_ablation_figure_in_a_browser(study, tmp_path):
+    """Builds the report, opens it in headless Chromium and clicks through it as a reader would;
+    screenshots are saved next to the test output (the paths are printed)."""
+    import base64
+    import time
+
+    from selenium.webdriver.common.by import By
+
     root, _ = study
     snakemake(root, "--report", "report.html")
-    assert (root / "report.html").stat().st_size > 10_000
+    driver = _browser(tmp_path)
+    try:
+        driver.get((root / "report.html").as_uri())
+
+        def open_result(category, name):
+            time.sleep(1.0)
+            driver.find_element(By.XPATH, f"//*[normalize-space(text())='{category}']").click()
+            time.sleep(0.5)
+            row = driver.find_element(By.XPATH, f"//td[normalize-space(text())='{name}']/..")
+            row.find_element(By.CSS_SELECTOR, "a[iconname='eye']").click()
+            time.sleep(1.0)
+
+        open_result("Tables", "results/tables/main.html")
+        driver.save_screenshot(str(tmp_path / "report-main-table.png"))
+        frame = driver.find_element(By.TAG_NAME, "iframe")
+        driver.switch_to.frame(frame)
+        table = driver.find_element(By.TAG_NAME, "table").text
+        driver.switch_to.default_content()
+        assert "Weighted F1" in table and "synthetic-iemocap full 2" in table and "n/a" in table
+        driver.find_element(By.XPATH, "//*[normalize-space(text())='Results']").click()
+        open_result("Figures", "results/figures/ablation.png")
+        driver.save_screenshot(str(tmp_path / "report-ablation-figure.png"))
+        shown = [img for img in driver.find_elements(By.TAG_NAME, "img")
+                 if (img.get_attribute("src") or "").startswith("data:image/png") and img.size["width"] > 300]
+        assert shown, "the ablation figure is not displayed"
+        png = base64.b64decode(shown[0].get_attribute("src").split(",", 1)[1])
+        assert png == (root / "results/figures/ablation.png").read_bytes()
+    finally:
+        driver.quit()
+    print(f"screenshots: {tmp_path / 'report-main-table.png'}, {tmp_path / 'report-ablation-figure.png'}")
 
 
 def test_concurrent_training_jobs_get_distinct_gpus(tmp_path):

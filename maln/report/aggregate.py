@@ -1,59 +1,114 @@
-"""`maln aggregate`: every run of the study -> tables, figures and results/metrics.json."""
+"""`maln aggregate`: every run of the study -> results/metrics.json (for DVC), tables, figures, DVC
+plot data, and the generated results section of the README."""
 
 from __future__ import annotations
 
-import json
+import re
+import shutil
+import sys
 from pathlib import Path
 
 import numpy as np
 
 from maln import io
 from maln.config import Params
-from maln.errors import MalnError
-from maln.study import cells, run_path, runs
+from maln.data import layouts
+from maln.report import figures, tables
+from maln.report.runs import Study, load_study
+from maln.report.stats import mean_std
 
+RESULTS = Path("results")
+TABLES = ("main", "per_class", "ablation", "modality")
+FIGURES = ("ablation", "confusion", "curves", "tsne", "per_class_f1")
 METRICS = {"acc": "accuracy", "wf1": "weighted_f1", "mf1": "macro_f1"}
+README_START, README_END = "<!-- maln:results:start -->", "<!-- maln:results:end -->"
 
 
-def load_runs(params: Params) -> dict:
-    """{(dataset, variant): [metrics.json of each seed]}; a clear error lists every missing run."""
-    root = params.root
-    found, missing = {}, []
-    for dataset, variant, seed in runs(params.data):
-        path = root / run_path(dataset, variant, seed) / "metrics.json"
-        try:
-            found.setdefault((dataset, variant), []).append(json.loads(path.read_text()))
-        except FileNotFoundError:
-            missing.append(str(run_path(dataset, variant, seed)))
-        except json.JSONDecodeError as e:
-            raise MalnError(f"{path}: unreadable ({e}); train that run again") from None
-    if missing:
-        shown = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
-        raise MalnError(f"{len(missing)} run(s) of the study have no metrics.json (train them first, e.g. with "
-                        f"`snakemake --cores 4 --resources gpu=1`):\n  {shown}")
-    return found
+def outputs() -> list[str]:
+    """Every file `maln aggregate` writes (the Snakefile declares these)."""
+    return ([str(RESULTS / "metrics.json")]
+            + [str(RESULTS / "tables" / f"{t}.{ext}") for t in TABLES for ext in tables.FORMATS]
+            + [str(RESULTS / "figures" / f"{f}.png") for f in FIGURES])
 
 
-def summary(found: dict) -> dict:
-    """dataset -> variant -> {split_metric_mean, ..._std, n}, in percent, for results/metrics.json."""
+def summary(study: Study) -> dict:
+    """dataset -> variant -> {split_metric_mean, ..._std, n} in percent: results/metrics.json, whose
+    keys read well in `dvc metrics diff` (synthetic-iemocap.full.test_wf1_mean)."""
     out = {}
-    for (dataset, variant), seeds in found.items():
+    for c in study.cells:
+        out.setdefault(c.dataset, {})
+        runs = study.get(c.dataset, c.variant)
+        if not runs:
+            continue
         row = {}
         for split in ("test", "valid"):
             for short, key in METRICS.items():
-                values = np.array([100 * m[split][key] for m in seeds])
-                row[f"{split}_{short}_mean"] = round(float(values.mean()), 2)
-                row[f"{split}_{short}_std"] = round(float(values.std(ddof=1)) if len(values) > 1 else 0.0, 2)
-        row["n"] = len(seeds)
-        out.setdefault(dataset, {})[variant] = row
+                m, s = mean_std([100 * r.metrics[split][key] for r in runs])
+                row[f"{split}_{short}_mean"] = round(m, 2)
+                row[f"{split}_{short}_std"] = round(s, 2) if not np.isnan(s) else 0.0
+        row["n"] = len(runs)
+        out[c.dataset][c.variant] = row
     return out
 
 
-def aggregate(params: Params) -> dict:
-    found = load_runs(params)
-    metrics = summary(found)
-    for c in cells(params.data):
-        if not c.applicable:
-            metrics.setdefault(c.dataset, {})
-    io.write_json(params.root / "results" / "metrics.json", metrics)
+def data_note(params: Params) -> str:
+    """Which data the numbers come from, said plainly: synthetic data is no replication."""
+    layouts_ = [layouts.get(params.dataset(d)["layout"]) for d in params.data["study"]["datasets"]]
+    if all(l.synthetic for l in layouts_):
+        return "synthetic data, not the paper's benchmarks"
+    return "; ".join(f"{d}: {'synthetic data' if l.synthetic else l.name + ' features'}"
+                     for d, l in zip(params.data["study"]["datasets"], layouts_))
+
+
+def plot_data(study: Study, root: Path) -> None:
+    """Small CSVs DVC renders and diffs across branches (`dvc plots diff main`)."""
+    for name in ("curves", "per_class_f1"):
+        shutil.rmtree(root / RESULTS / "plots" / name, ignore_errors=True)
+    for (dataset, variant), runs in study.runs.items():
+        n = min(len(r.history) for r in runs)
+        lines = ["epoch,train_cross_entropy,valid_weighted_f1"]
+        for e in range(n):
+            loss = np.mean([r.history[e]["ce"] for r in runs])
+            wf1 = np.mean([100 * r.history[e]["valid_weighted_f1"] for r in runs])
+            lines.append(f"{e + 1},{loss:.5f},{wf1:.3f}")
+        io.write_text(root / RESULTS / "plots" / "curves" / f"{dataset}--{variant}.csv", "\n".join(lines) + "\n")
+        lines = ["emotion,test_f1"] + [
+            f"{e},{np.mean([100 * r.metrics['test']['per_class'][e]['f1'] for r in runs]):.3f}" for e in runs[0].class_names]
+        io.write_text(root / RESULTS / "plots" / "per_class_f1" / f"{dataset}--{variant}.csv", "\n".join(lines) + "\n")
+
+
+def update_readme(readme: Path, root: Path, note: str) -> bool:
+    """Replace the README's generated section with the main table and the ablation figure."""
+    if not readme.is_file():
+        return False
+    text = readme.read_text()
+    if README_START not in text or README_END not in text:
+        return False
+    main = (root / RESULTS / "tables" / "main.md").read_text().strip()
+    section = (f"{README_START}\n*Generated by `maln aggregate` from the last study run ({note}); "
+               f"do not edit by hand.*\n\n{main}\n\n![Ablations](results/figures/ablation.png)\n{README_END}")
+    new = re.sub(re.escape(README_START) + ".*?" + re.escape(README_END), lambda _: section, text, flags=re.S)
+    if new != text:
+        io.write_text(readme, new)
+    return True
+
+
+def aggregate(params: Params, readme: Path | None = None) -> dict:
+    root = params.root
+    report = params.data["report"]
+    study = load_study(root, params.data)
+    metrics = summary(study)
+    io.write_json(root / RESULTS / "metrics.json", metrics)
+    note = data_note(params)
+    tables.write_all(root / RESULTS / "tables", study, report["bootstrap"], report["confidence"], report["seed"],
+                     f"Data: {note}.")
+    fig_dir = root / RESULTS / "figures"
+    figures.ablation_bars(study, fig_dir / "ablation.png", note)
+    figures.confusion_matrices(study, fig_dir / "confusion.png", note)
+    figures.training_curves(study, fig_dir / "curves.png", note)
+    figures.per_class_f1(study, fig_dir / "per_class_f1.png", note)
+    figures.tsne_decomposition(study, fig_dir / "tsne.png", note, report["tsne_utterances"], report["seed"])
+    plot_data(study, root)
+    if readme is not None and not update_readme(readme, root, note):
+        print(f"note: {readme} has no {README_START} ... {README_END} section to update", file=sys.stderr)
     return metrics

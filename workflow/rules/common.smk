@@ -9,6 +9,7 @@ from snakemake.utils import validate
 
 from maln.config import check_references, diff_overrides
 from maln.io import canonical_hash
+from maln.report.aggregate import outputs as aggregate_outputs
 from maln.train import effective_config
 from maln.data import layouts
 from maln.data.fetch import raw_files, verify
@@ -89,7 +90,7 @@ def train_config(seeds):
 
 
 def report_config(wildcards):
-    return canonical_hash([STUDY, CODE["report"]])
+    return canonical_hash([STUDY, config["report"], CODE["report"]])
 
 def _raw(dataset):
     return raw_files(PARAMS, dataset)
@@ -159,4 +160,4 @@ def train_resources():
 
 
 def report_outputs():
-    return ["results/metrics.json"]
+    return aggregate_outputs()

@@ -1,0 +1,210 @@
+"""The figures a reader of the paper expects, in one style: Okabe-Ito colours (safe for colour-blind
+readers), labelled axes with units, one panel per dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from maln import io
+from maln.model.variants import VARIANTS
+from maln.report.runs import Study
+
+OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
+VARIANT_COLOURS = dict(zip(VARIANTS, OKABE_ITO))
+MODALITY_COLOURS = {"text": "#0072B2", "audio": "#E69F00", "visual": "#009E73"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({
+        "figure.dpi": 110, "savefig.dpi": 150, "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10,
+        "axes.spines.top": False, "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
+        "legend.frameon": False, "savefig.bbox": "tight",
+    })
+    return plt
+
+
+def _save(fig, path: Path) -> None:
+    with io.atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            fig.savefig(f, format="png")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def _panels(plt, n, width=5.2, height=3.6, rows=1):
+    fig, axes = plt.subplots(rows, n, figsize=(width * n, height * rows), squeeze=False)
+    return fig, axes
+
+
+def _variant_legend(fig, study: Study, below: float = -0.06) -> None:
+    """One legend for the whole figure, with every variant that has runs in any panel."""
+    from matplotlib.patches import Patch
+
+    shown = [v for v in VARIANTS if any(study.get(d, v) for d in study.datasets())]
+    fig.legend(handles=[Patch(color=VARIANT_COLOURS[v], label=v) for v in shown], loc="lower center",
+               ncol=len(shown), bbox_to_anchor=(0.5, below), fontsize=9)
+
+
+def ablation_bars(study: Study, path: Path, note: str) -> None:
+    """Test WF1 per variant: bar = mean over seeds, error bar = std, dots = individual seeds."""
+    plt = _plt()
+    datasets = study.datasets()
+    fig, axes = _panels(plt, len(datasets))
+    rng = np.random.default_rng(0)
+    for ax, dataset in zip(axes[0], datasets):
+        cells = study.variants(dataset)
+        for i, c in enumerate(cells):
+            runs = study.get(dataset, c.variant)
+            if not runs:
+                ax.text(i, 4, "n/a", ha="center", va="bottom", color="0.35", fontsize=10)
+                continue
+            values = np.array([100 * r.metrics["test"]["weighted_f1"] for r in runs])
+            colour = VARIANT_COLOURS[c.variant]
+            ax.bar(i, values.mean(), color=colour, alpha=0.75, width=0.7,
+                   yerr=values.std(ddof=1) if len(values) > 1 else None, capsize=4, ecolor="0.2")
+            ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=14, color="black", zorder=3,
+                       label="one seed" if i == 0 else None)
+        ax.set_xticks(range(len(cells)), [c.variant for c in cells], rotation=30, ha="right")
+        ax.set_xlim(-0.6, len(cells) - 0.4)
+        ax.set_ylabel("test weighted F1 (%)")
+        ax.set_title(dataset)
+        ax.set_ylim(0, 100)
+    axes[0][0].legend(loc="upper right")
+    fig.suptitle(f"Ablations: mean ± std over seeds, dots = seeds ({note})", fontsize=10)
+    _save(fig, path)
+
+
+def confusion_matrices(study: Study, path: Path, note: str, variant: str = "full") -> None:
+    """The full model's confusion matrix per dataset, summed over seeds, rows normalised to 100 %."""
+    plt = _plt()
+    datasets = [d for d in study.datasets() if study.get(d, variant)]
+    fig, axes = plt.subplots(1, max(1, len(datasets)), figsize=(5.0 * max(1, len(datasets)) + 1, 4.6),
+                             squeeze=False, layout="constrained")
+    im = None
+    for ax, dataset in zip(axes[0], datasets):
+        runs = study.get(dataset, variant)
+        names = runs[0].class_names
+        cm = np.sum([np.array(r.metrics["test"]["confusion"]) for r in runs], axis=0).astype(float)
+        norm = 100 * cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        im = ax.imshow(norm, cmap="cividis", vmin=0, vmax=100)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{norm[i, j]:.0f}", ha="center", va="center", fontsize=8,
+                        color="black" if norm[i, j] > 55 else "white")
+        ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+        ax.set_yticks(range(len(names)), names)
+        ax.set_xlabel("predicted emotion")
+        ax.set_ylabel("gold emotion")
+        ax.set_title(f"{dataset} ({len(runs)} seeds)")
+        ax.grid(False)
+    if im is not None:
+        fig.colorbar(im, ax=list(axes[0]), fraction=0.03, pad=0.02, label="share of the gold emotion (%)")
+    fig.suptitle(f"Full model, normalised confusion matrices ({note})", fontsize=10)
+    _save(fig, path)
+
+
+def training_curves(study: Study, path: Path, note: str) -> None:
+    """Training cross-entropy of the emotion classifier (comparable across variants, unlike the
+    total loss) and validation WF1 per epoch: mean over seeds, band = min..max over seeds."""
+    plt = _plt()
+    datasets = study.datasets()
+    fig, axes = _panels(plt, len(datasets), height=3.2, rows=2)
+    for col, dataset in enumerate(datasets):
+        for c in study.variants(dataset):
+            runs = study.get(dataset, c.variant)
+            if not runs:
+                continue
+            n = min(len(r.history) for r in runs)
+            epochs = np.arange(1, n + 1)
+            for row, (key, scale) in enumerate((("ce", 1.0), ("valid_weighted_f1", 100.0))):
+                values = scale * np.array([[h[key] for h in r.history[:n]] for r in runs])
+                colour = VARIANT_COLOURS[c.variant]
+                axes[row][col].plot(epochs, values.mean(0), color=colour, label=c.variant, lw=1.6)
+                axes[row][col].fill_between(epochs, values.min(0), values.max(0), color=colour, alpha=0.15, lw=0)
+        axes[0][col].set_title(dataset)
+        axes[0][col].set_ylabel("training cross-entropy")
+        axes[1][col].set_ylabel("validation weighted F1 (%)")
+        axes[1][col].set_xlabel("epoch")
+    _variant_legend(fig, study)
+    fig.suptitle(f"Training curves: mean over seeds, band = min..max ({note})", fontsize=10)
+    _save(fig, path)
+
+
+def per_class_f1(study: Study, path: Path, note: str) -> None:
+    """Per-emotion test F1 of every variant (mean over seeds)."""
+    plt = _plt()
+    datasets = study.datasets()
+    fig, axes = _panels(plt, len(datasets), width=6.0)
+    for ax, dataset in zip(axes[0], datasets):
+        present = [c for c in study.variants(dataset) if study.get(dataset, c.variant)]
+        if not present:
+            continue
+        names = study.get(dataset, present[0].variant)[0].class_names
+        width = 0.8 / len(present)
+        for k, c in enumerate(present):
+            runs = study.get(dataset, c.variant)
+            f1 = [np.mean([100 * r.metrics["test"]["per_class"][e]["f1"] for r in runs]) for e in names]
+            ax.bar(np.arange(len(names)) + (k - (len(present) - 1) / 2) * width, f1, width,
+                   color=VARIANT_COLOURS[c.variant], label=c.variant)
+        ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
+        ax.set_ylabel("test F1 (%)")
+        ax.set_ylim(0, 100)
+        ax.set_title(dataset)
+    _variant_legend(fig, study, below=-0.16)
+    fig.suptitle(f"Per-emotion F1 by variant, mean over seeds ({note})", fontsize=10)
+    _save(fig, path)
+
+
+def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, seed: int) -> None:
+    """t-SNE of the full model's test-set common and specific features (first seed): left, by
+    modality (filled = specific, hollow = common); right, by emotion. Common features of all
+    modalities should mingle (the adversary makes them modality-invariant); specific ones separate."""
+    from sklearn.manifold import TSNE
+
+    plt = _plt()
+    datasets = [d for d in study.datasets() if study.get(d, "full")]
+    fig, axes = plt.subplots(max(1, len(datasets)), 2, figsize=(10.5, 4.6 * max(1, len(datasets))), squeeze=False)
+    rng = np.random.default_rng(seed)
+    for row, dataset in enumerate(datasets):
+        run = study.get(dataset, "full")[0]
+        with np.load(run.path / "features.npz", allow_pickle=False) as f:
+            specific, common, gold = f["specific"].astype(np.float32), f["common"].astype(np.float32), f["gold"]
+            modalities = [str(m) for m in f["modalities"]]
+        pick = rng.choice(len(gold), size=min(n_utterances, len(gold)), replace=False)
+        m = len(modalities)
+        points = np.concatenate([specific[pick].reshape(-1, specific.shape[-1]), common[pick].reshape(-1, common.shape[-1])])
+        kind = np.repeat(["specific", "common"], len(pick) * m)
+        modality = np.tile(np.tile(modalities, len(pick)), 2)
+        emotion = np.tile(np.repeat(gold[pick], m), 2)
+        xy = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=30, random_state=seed).fit_transform(points)
+        ax = axes[row][0]
+        for name in modalities:
+            for k, hollow in (("specific", False), ("common", True)):
+                sel = (modality == name) & (kind == k)
+                colour = MODALITY_COLOURS.get(name, "0.3")
+                ax.scatter(*xy[sel].T, s=9, linewidths=0.8, label=f"{name} {k}",
+                           facecolors="none" if hollow else colour, edgecolors=colour, alpha=0.8)
+        ax.set_title(f"{dataset}: by modality (filled = specific, hollow = common)")
+        ax.legend(fontsize=7, markerscale=1.5, ncol=2)
+        ax = axes[row][1]
+        names = run.class_names
+        palette = OKABE_ITO
+        for e, name in enumerate(names):
+            sel = emotion == e
+            ax.scatter(*xy[sel].T, s=8, color=palette[e % len(palette)], label=name, alpha=0.8)
+        ax.set_title(f"{dataset}: by emotion")
+        ax.legend(fontsize=7, markerscale=1.5, ncol=2)
+        for ax in axes[row]:
+            ax.set_xlabel("t-SNE 1")
+            ax.set_ylabel("t-SNE 2")
+    fig.suptitle(f"Decomposition of the full model's test features, seed {study.get(datasets[0], 'full')[0].seed if datasets else '-'} "
+                 f"({n_utterances} utterances per dataset; {note})", fontsize=10)
+    _save(fig, path)

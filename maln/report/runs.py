@@ -1,0 +1,79 @@
+"""Loading the study's runs for the report: metrics, training histories, test predictions."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from maln.errors import MalnError
+from maln.study import Cell, cells, run_path
+
+
+@dataclass
+class Run:
+    dataset: str
+    variant: str
+    seed: int
+    path: Path
+    metrics: dict
+    history: list  # rows of history.csv, numbers as floats
+    gold: np.ndarray  # test utterances, class indices, store order
+    pred: np.ndarray
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.metrics["class_names"]
+
+
+@dataclass
+class Study:
+    cells: list  # every dataset x variant, applicable or not
+    runs: dict  # (dataset, variant) -> [Run], in seed order
+
+    def datasets(self) -> list[str]:
+        return list(dict.fromkeys(c.dataset for c in self.cells))
+
+    def variants(self, dataset: str) -> list[Cell]:
+        return [c for c in self.cells if c.dataset == dataset]
+
+    def get(self, dataset: str, variant: str) -> list:
+        return self.runs.get((dataset, variant), [])
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def load_study(root: Path, params_data: dict) -> Study:
+    """Every applicable run of the study; a MalnError lists all the runs that are missing."""
+    grid = cells(params_data)
+    found, missing = {}, []
+    for c in grid:
+        if not c.applicable:
+            continue
+        for seed in params_data["study"]["seeds"]:
+            path = root / run_path(c.dataset, c.variant, seed)
+            if not (path / "metrics.json").is_file():
+                missing.append(str(run_path(c.dataset, c.variant, seed)))
+                continue
+            try:
+                metrics = json.loads((path / "metrics.json").read_text())
+                history = [{k: float(v) for k, v in row.items()} for row in _read_csv(path / "history.csv")]
+                rows = _read_csv(path / "predictions.csv")
+            except (OSError, ValueError) as e:
+                raise MalnError(f"{path}: unreadable run ({e}); train it again") from None
+            index = {name: i for i, name in enumerate(metrics["class_names"])}
+            gold = np.array([index[r["gold"]] for r in rows], dtype=np.int64)
+            pred = np.array([index[r["predicted"]] for r in rows], dtype=np.int64)
+            found.setdefault((c.dataset, c.variant), []).append(
+                Run(c.dataset, c.variant, seed, path, metrics, history, gold, pred))
+    if missing:
+        shown = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
+        raise MalnError(f"{len(missing)} run(s) of the study have no results (train them first, e.g. with "
+                        f"`snakemake --cores 4 --resources gpu=1`):\n  {shown}")
+    return Study(grid, found)

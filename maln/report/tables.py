@@ -1,0 +1,230 @@
+"""The tables a reader checks against the papers, as numbers (CSV) and formatted (Markdown, LaTeX).
+All scores are percentages of the test split, mean and sample std over seeds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from maln import io
+from maln.report.runs import Study
+from maln.report.stats import bootstrap_delta_wf1, mean_std, paired_t_test
+
+SCORES = {"acc": "accuracy", "wf1": "weighted_f1", "mf1": "macro_f1"}
+NA = "n/a"
+
+
+def _pct(runs, key, split="test"):
+    return [100 * r.metrics[split][key] for r in runs]
+
+
+def _fmt(mean, std, digits=2) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return NA
+    return f"{mean:.{digits}f}" if std is None or math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def main_table(study: Study) -> list[dict]:
+    rows = []
+    for c in study.cells:
+        runs = study.get(c.dataset, c.variant)
+        row = {"dataset": c.dataset, "variant": c.variant, "n": len(runs), "note": "" if c.applicable else f"n/a: {c.reason}"}
+        for short, key in SCORES.items():
+            m, s = mean_std(_pct(runs, key)) if runs else (math.nan, math.nan)
+            row[f"test_{short}_mean"], row[f"test_{short}_std"] = m, s
+        rows.append(row)
+    return rows
+
+
+def per_class_table(study: Study, variant: str = "full") -> list[dict]:
+    """The papers' layout: per emotion, accuracy (recall) and F1; then WAA and WF1."""
+    rows = []
+    for dataset in study.datasets():
+        runs = study.get(dataset, variant)
+        if not runs:
+            continue
+        for name in runs[0].class_names:
+            acc = mean_std([100 * r.metrics["test"]["per_class"][name]["recall"] for r in runs])
+            f1 = mean_std([100 * r.metrics["test"]["per_class"][name]["f1"] for r in runs])
+            support = runs[0].metrics["test"]["per_class"][name]["support"]
+            rows.append({"dataset": dataset, "emotion": name, "support": support, "acc_mean": acc[0], "acc_std": acc[1],
+                         "f1_mean": f1[0], "f1_std": f1[1]})
+        waa, wf1 = mean_std(_pct(runs, "waa")), mean_std(_pct(runs, "weighted_f1"))
+        rows.append({"dataset": dataset, "emotion": "Average(w)", "support": runs[0].metrics["test"]["n"],
+                     "acc_mean": waa[0], "acc_std": waa[1], "f1_mean": wf1[0], "f1_std": wf1[1]})
+    return rows
+
+
+def ablation_table(study: Study, n_boot: int, confidence: float, seed: int) -> list[dict]:
+    """Each variant against `full`: delta WF1 paired by seed, a paired t-test across seeds, and a
+    bootstrap interval over test utterances."""
+    rows = []
+    for dataset in study.datasets():
+        full = {r.seed: r for r in study.get(dataset, "full")}
+        for c in study.variants(dataset):
+            if c.variant == "full":
+                continue
+            row = {"dataset": dataset, "variant": c.variant}
+            runs = {r.seed: r for r in study.get(dataset, c.variant)}
+            seeds = sorted(set(full) & set(runs))
+            if not c.applicable or not seeds:
+                row.update(n=0, note=f"n/a: {c.reason}" if not c.applicable else "n/a: no full model in the study")
+                rows.append(row)
+                continue
+            a = [100 * runs[s].metrics["test"]["weighted_f1"] for s in seeds]
+            b = [100 * full[s].metrics["test"]["weighted_f1"] for s in seeds]
+            t, p = paired_t_test(a, b)
+            gold = full[seeds[0]].gold
+            for s in seeds:
+                if not np.array_equal(runs[s].gold, gold) or not np.array_equal(full[s].gold, gold):
+                    raise ValueError(f"{dataset}: runs disagree on the test utterances; were they trained on one store?")
+            delta, lo, hi = bootstrap_delta_wf1(gold, [runs[s].pred for s in seeds], [full[s].pred for s in seeds],
+                                                len(full[seeds[0]].class_names), n_boot, confidence, seed)
+            d_mean, d_std = mean_std(np.subtract(a, b))
+            row.update(n=len(seeds), wf1_mean=float(np.mean(a)), full_wf1_mean=float(np.mean(b)), delta_wf1_mean=d_mean,
+                       delta_wf1_std=d_std, ci_low=100 * lo, ci_high=100 * hi, paired_t=t, paired_p=p, note="")
+            rows.append(row)
+    return rows
+
+
+MODALITY_ROWS = (("T", "text_only"), ("A", "audio_only"), ("V", "visual_only"), ("all", "full"))
+
+
+def modality_table(study: Study) -> list[dict]:
+    """Text, audio, visual alone and all together (the full model), per dataset (WAA = accuracy)."""
+    in_study = {c.variant for c in study.cells}
+    rows = []
+    for label, variant in MODALITY_ROWS:
+        if variant not in in_study:
+            continue
+        row = {"modality": label, "variant": variant}
+        for dataset in study.datasets():
+            runs = study.get(dataset, variant)
+            cell = next(c for c in study.variants(dataset) if c.variant == variant)
+            row[f"{dataset}_modalities"] = "+".join(m[0].upper() for m in runs[0].metrics["modalities"]) if runs else ""
+            for short, key in (("waa", "waa"), ("wf1", "weighted_f1")):
+                m, s = mean_std(_pct(runs, key)) if runs else (math.nan, math.nan)
+                row[f"{dataset}_{short}_mean"], row[f"{dataset}_{short}_std"] = m, s
+            row[f"{dataset}_note"] = "" if cell.applicable else f"n/a: {cell.reason}"
+        rows.append(row)
+    return rows
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+def _csv(rows: list[dict]) -> str:
+    import csv
+    import io as _io
+
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    buf = _io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: (f"{v:.4f}" if isinstance(v, float) and not math.isnan(v) else ("" if isinstance(v, float) else v))
+                    for k, v in r.items()})
+    return buf.getvalue()
+
+
+def _markdown(header: list[str], body: list[list[str]], align=None) -> str:
+    align = align or ["---"] * len(header)
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+def _latex(header: list[str], body: list[list[str]], caption: str) -> str:
+    def esc(s):
+        return (s.replace("\\", "\\textbackslash{}").replace("_", "\\_").replace("%", "\\%").replace("&", "\\&")
+                .replace("±", "$\\pm$").replace("Δ", "$\\Delta$"))
+
+    cols = "l" * 2 + "r" * (len(header) - 2)
+    lines = ["\\begin{table}[t]", "\\centering", f"\\caption{{{esc(caption)}}}", f"\\begin{{tabular}}{{{cols}}}",
+             "\\toprule", " & ".join(map(esc, header)) + " \\\\", "\\midrule"]
+    lines += [" & ".join(map(esc, row)) + " \\\\" for row in body]
+    lines += ["\\bottomrule", "\\end{tabular}", "\\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, source: str) -> dict:
+    """Write every table as CSV, Markdown and LaTeX; return the rows for the figures and README."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    tables = {}
+    rows = main_table(study)
+    tables["main"] = rows
+    body = [[r["dataset"], r["variant"], str(r["n"]) if r["n"] else "–",
+             *(_fmt(r[f"test_{s}_mean"], r[f"test_{s}_std"]) for s in SCORES)] for r in rows]
+    header = ["Dataset", "Variant", "n", "Accuracy", "Weighted F1", "Macro F1"]
+    caption = f"Test scores (%), mean ± std over seeds; n = seeds. {source}"
+    _write(out, "main", rows, header, body, caption)
+
+    rows = per_class_table(study)
+    tables["per_class"] = rows
+    body = [[r["dataset"], r["emotion"], str(r["support"]), _fmt(r["acc_mean"], r["acc_std"]), _fmt(r["f1_mean"], r["f1_std"])]
+            for r in rows]
+    _write(out, "per_class", rows, ["Dataset", "Emotion", "Test utterances", "Acc.", "F1"], body,
+           "Full model, per emotion: accuracy (recall) and F1 on the test split (%), mean ± std over seeds; "
+           f"Average(w) is WAA and weighted F1. {source}")
+
+    rows = ablation_table(study, n_boot, confidence, seed)
+    tables["ablation"] = rows
+    pct = round(100 * confidence)
+    body = []
+    for r in rows:
+        if not r["n"]:
+            body.append([r["dataset"], r["variant"], NA, NA, NA, NA, "–"])
+            continue
+        p = r["paired_p"]
+        body.append([r["dataset"], r["variant"], f"{r['wf1_mean']:.2f}", _fmt(r["delta_wf1_mean"], r["delta_wf1_std"]),
+                     f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", NA if math.isnan(p) else f"{p:.3f}", str(r["n"])])
+    _write(out, "ablation", rows, ["Dataset", "Variant", "WF1", "Δ WF1 vs full", f"{pct}% CI (bootstrap)", "paired t p", "n"],
+           body, f"Ablations: test weighted F1 (%) and its change against the full model, paired by seed (mean ± std "
+                 f"of the per-seed differences); {pct}% percentile bootstrap interval over test utterances "
+                 f"({n_boot} resamples); two-sided paired t-test across seeds. {source}")
+
+    rows = modality_table(study)
+    tables["modality"] = rows
+    header = ["Modality"] + [f"{d} {k}" for d in study.datasets() for k in ("WAA", "WF1")]
+    body = []
+    for r in rows:
+        cells_ = [r["modality"] if r["variant"] != "full" else "all (full model: " + ", ".join(
+            r[f"{d}_modalities"] for d in study.datasets()) + ")"]
+        for d in study.datasets():
+            for k in ("waa", "wf1"):
+                cells_.append(_fmt(r[f"{d}_{k}_mean"], r[f"{d}_{k}_std"]))
+        body.append(cells_)
+    _write(out, "modality", rows, header, body,
+           f"Each modality alone and all together (the full model): test WAA and weighted F1 (%). {source}")
+    return tables
+
+
+def _html(header: list[str], body: list[list[str]], caption: str) -> str:
+    """A standalone page, for `snakemake --report` (which shows HTML inline, CSV only as a download)."""
+    from html import escape
+
+    rows = "\n".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>" for row in body)
+    return f"""<!DOCTYPE html>
+<html><head><meta charset="utf-8"><style>
+body {{ font-family: sans-serif; font-size: 14px; margin: 1em; }}
+table {{ border-collapse: collapse; }} caption {{ text-align: left; margin-bottom: .6em; max-width: 60em; }}
+th, td {{ padding: .25em .8em; border-bottom: 1px solid #ddd; text-align: right; }}
+th:nth-child(-n+2), td:nth-child(-n+2) {{ text-align: left; }} th {{ border-bottom: 2px solid #333; }}
+</style></head><body><table>
+<caption>{escape(caption)}</caption>
+<tr>{"".join(f"<th>{escape(h)}</th>" for h in header)}</tr>
+{rows}
+</table></body></html>
+"""
+
+
+FORMATS = ("csv", "md", "tex", "html")
+
+
+def _write(out, name, rows, header, body, caption):
+    io.write_text(out / f"{name}.csv", _csv(rows))
+    io.write_text(out / f"{name}.md", f"{caption}\n\n" + _markdown(header, body))
+    io.write_text(out / f"{name}.tex", _latex(header, body, caption))
+    io.write_text(out / f"{name}.html", _html(header, body, caption))

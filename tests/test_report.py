@@ -1,0 +1,116 @@
+"""Tables, statistics and figures of `maln aggregate`."""
+
+import json
+import math
+import shutil
+
+import numpy as np
+import pytest
+
+from maln.config import load_params
+from maln.errors import MalnError
+from maln.report.aggregate import aggregate, data_note, outputs, update_readme
+from maln.report.stats import bootstrap_delta_wf1, mean_std, paired_t_test, weighted_f1_from_counts
+from maln.train import Run
+
+
+def test_mean_and_sample_std_by_hand():
+    m, s = mean_std([1.0, 2.0, 3.0, 4.0])
+    assert m == 2.5 and s == pytest.approx(math.sqrt(5 / 3))
+    assert math.isnan(mean_std([7.0])[1])
+
+
+def test_paired_t_test_by_hand():
+    # differences 1, 2, -1: mean 2/3, sd sqrt(7/3), t = (2/3) / (sd / sqrt 3); df = 2, where the
+    # t distribution's CDF is 1/2 + t / (2 sqrt(2 + t^2))
+    t, p = paired_t_test([1, 2, 3], [0, 0, 4])
+    t_hand = (2 / 3) / (math.sqrt(7 / 3) / math.sqrt(3))
+    assert t == pytest.approx(t_hand)
+    assert p == pytest.approx(2 * (0.5 - t_hand / (2 * math.sqrt(2 + t_hand**2))))
+    assert all(math.isnan(x) for x in paired_t_test([1], [0]))
+
+
+def test_weighted_f1_from_counts_by_hand():
+    # class 0: tp 2, support 3, predicted 2 -> F1 0.8; class 1: tp 1, support 1, predicted 2 -> 2/3
+    assert weighted_f1_from_counts(np.array([[2, 1], [0, 1]])) == pytest.approx((3 * 0.8 + 1 * 2 / 3) / 4)
+
+
+def test_bootstrap_interval():
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 400)
+    good = np.where(rng.random(400) < 0.8, gold, (gold + 1) % 3)
+    bad = np.where(rng.random(400) < 0.5, gold, (gold + 1) % 3)
+    delta, lo, hi = bootstrap_delta_wf1(gold, [good], [good], 3, n_boot=200)
+    assert delta == 0 and lo == 0 and hi == 0
+    delta, lo, hi = bootstrap_delta_wf1(gold, [good, good], [bad, bad], 3, n_boot=500, seed=1)
+    assert 0 < lo < delta < hi
+    assert (delta, lo, hi) == bootstrap_delta_wf1(gold, [good, good], [bad, bad], 3, n_boot=500, seed=1)
+
+
+@pytest.fixture(scope="module")
+def tiny_study(synthetic_project, tmp_path_factory):
+    """A two-variant, two-seed study on the synthetic data, in a copy of the prepared project."""
+    root = tmp_path_factory.mktemp("report")
+    shutil.copytree(synthetic_project / "data", root / "data")
+    shutil.copy(synthetic_project / "params.yaml", root / "params.yaml")
+    sets = ["study.variants=[full, text_only, visual_only]", "study.seeds=[0, 1]", "train.epochs=2",
+            "report.bootstrap=200", "report.tsne_utterances=40"]
+    params = load_params(root / "params.yaml", sets)
+    for dataset, variant in [("synthetic-iemocap", "full"), ("synthetic-iemocap", "text_only"),
+                             ("synthetic-iemocap", "visual_only"), ("synthetic-meld", "full"), ("synthetic-meld", "text_only")]:
+        run = Run(params, dataset, variant, threads=1)
+        for seed in (0, 1):
+            run.train_seed(seed, root / f"results/runs/{dataset}/{variant}/seed{seed}", progress=False)
+    aggregate(params)
+    return root, params
+
+
+def test_aggregate_writes_every_table_and_figure(tiny_study):
+    root, params = tiny_study
+    for path in outputs():
+        assert (root / path).is_file() and (root / path).stat().st_size > 0, path
+    for fig in (root / "results/figures").glob("*.png"):
+        assert fig.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    metrics = json.loads((root / "results/metrics.json").read_text())
+    assert metrics["synthetic-iemocap"]["full"]["n"] == 2
+    assert "visual_only" not in metrics["synthetic-meld"]
+    main = (root / "results/tables/main.md").read_text()
+    assert "| synthetic-meld | visual_only | – | n/a | n/a | n/a |" in main
+    ablation = (root / "results/tables/ablation.csv").read_text().splitlines()
+    header = ablation[0].split(",")
+    row = dict(zip(header, next(line for line in ablation if line.startswith("synthetic-iemocap,text_only")).split(",")))
+    assert float(row["ci_low"]) <= float(row["delta_wf1_mean"]) + 1e-9 or float(row["n"]) == 2
+    assert "\\toprule" in (root / "results/tables/main.tex").read_text()
+    assert (root / "results/plots/curves/synthetic-meld--full.csv").read_text().startswith("epoch,")
+
+
+def test_main_table_numbers_are_the_runs_mean_and_std(tiny_study):
+    root, params = tiny_study
+    wf1 = [100 * json.loads((root / f"results/runs/synthetic-meld/full/seed{s}/metrics.json").read_text())
+           ["test"]["weighted_f1"] for s in (0, 1)]
+    metrics = json.loads((root / "results/metrics.json").read_text())
+    assert metrics["synthetic-meld"]["full"]["test_wf1_mean"] == round(float(np.mean(wf1)), 2)
+    assert metrics["synthetic-meld"]["full"]["test_wf1_std"] == round(float(np.std(wf1, ddof=1)), 2)
+
+
+def test_missing_runs_are_listed(tiny_study, tmp_path):
+    root, params = tiny_study
+    broken = tmp_path / "broken"
+    shutil.copytree(root, broken, ignore=shutil.ignore_patterns("features.npz"))
+    shutil.rmtree(broken / "results/runs/synthetic-meld/text_only/seed1")
+    shutil.rmtree(broken / "results/runs/synthetic-iemocap/full/seed0")
+    with pytest.raises(MalnError) as e:
+        aggregate(load_params(broken / "params.yaml", params.overrides))
+    text = str(e.value)
+    assert "2 run(s) of the study have no results" in text
+    assert "results/runs/synthetic-meld/text_only/seed1" in text and "results/runs/synthetic-iemocap/full/seed0" in text
+
+
+def test_readme_section_is_replaced(tiny_study, tmp_path):
+    root, params = tiny_study
+    readme = tmp_path / "README.md"
+    readme.write_text("# Title\n\n<!-- maln:results:start -->\nold\n<!-- maln:results:end -->\n\nrest\n")
+    assert update_readme(readme, root, data_note(params))
+    text = readme.read_text()
+    assert "old" not in text and text.startswith("# Title") and text.endswith("rest\n")
+    assert "| synthetic-iemocap | full | 2 |" in text and "![Ablations](results/figures/ablation.png)" in text
