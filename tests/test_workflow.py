@@ -218,3 +218,14 @@ def test_metrics_and_params_diff_between_branches(dvc_repo):
     assert any(float(line.split()[-1]) != 0 for line in changed if line.split()[-1] not in ("-", "diff")), metrics
     params_diff = dvc(root, "params", "diff", "A", "B").stdout
     assert "train.lr" in params_diff and "0.0004" in params_diff and "0.003" in params_diff
+
+
+def test_fresh_clone_with_committed_results_still_runs_the_study(tmp_path):
+    """Tables, figures and metrics.json live in git; a clone without runs must train them."""
+    root = copy_repo(tmp_path / "fresh")
+    make_tiny(root, variants=("text_only",), seeds=(0,))
+    (root / "results").mkdir()
+    for name in ("metrics.json",):
+        (root / "results" / name).write_text("{}")
+    out = snakemake(root, "-n")
+    assert "train_seed0" in out.stdout + out.stderr and "Nothing to be done" not in out.stdout + out.stderr
