@@ -229,3 +229,21 @@ def test_fresh_clone_with_committed_results_still_runs_the_study(tmp_path):
         (root / "results" / name).write_text("{}")
     out = snakemake(root, "-n")
     assert "train_seed0" in out.stdout + out.stderr and "Nothing to be done" not in out.stdout + out.stderr
+
+
+def test_seeds_grouped_in_one_job_give_the_same_runs_as_one_job_per_seed(study, tmp_path):
+    root, _ = study
+    grouped = copy_repo(tmp_path / "grouped")
+    make_tiny(grouped, seeds_per_job=2)  # the study fixture's parameters, seeds 0 and 1 in one job
+    out = snakemake(grouped, "--cores", "4", "--resources", "gpu=1")
+    assert "train_seeds0_1" in out.stdout + out.stderr
+    timing = {"wall_time_s", "seconds_per_epoch", "started_at", "finished_at", "device_held_from"}
+    runs = sorted(p.relative_to(root) for p in (root / "results/runs").rglob("*") if p.is_file())
+    assert runs == sorted(p.relative_to(grouped) for p in (grouped / "results/runs").rglob("*") if p.is_file())
+    for rel in runs:
+        a, b = (root / rel), (grouped / rel)
+        if rel.name == "metrics.json":
+            ma, mb = json.loads(a.read_text()), json.loads(b.read_text())
+            assert {k: v for k, v in ma.items() if k not in timing} == {k: v for k, v in mb.items() if k not in timing}
+        elif rel.suffix == ".csv" and rel.name != "history.csv":
+            assert a.read_bytes() == b.read_bytes(), rel

@@ -80,7 +80,11 @@ def load(path: str | Path, source: str | None = None):
         raise DataError(source, "no such file") from None
     except EOFError:
         raise DataError(source, "the pickle ends early (truncated file?)") from None
-    except (pickle.UnpicklingError, ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as e:
+    except pickle.UnpicklingError as e:
+        if "truncated" in str(e):
+            raise DataError(source, "the pickle ends early (truncated file?)") from None
+        raise DataError(source, f"not a readable pickle ({e})") from None
+    except (ValueError, TypeError, AttributeError, IndexError, KeyError, OverflowError) as e:
         raise DataError(source, f"not a readable pickle ({type(e).__name__}: {e})") from None
     except MemoryError:
         raise DataError(source, "the pickle asks for more memory than there is") from None

@@ -1,0 +1,258 @@
+"""Training and evaluation speed of MALN at the paper's configuration, on data of the benchmarks'
+shapes, printed as a table (and written as Markdown with --out).
+
+    python benchmarks/speed.py                       # CPU with 2 threads, and CUDA when present
+    python benchmarks/speed.py --shape iemocap --device cpu --threads 2 --epochs 3
+
+Shapes (synthetic data written in the real layouts, read through the real readers and store):
+  iemocap: 120 training dialogues of 24..110 utterances, 2 parties, text 1024 / audio 100 /
+           visual 512, 6 classes (the paper's composite: RoBERTa text, conv-emotion audio/visual)
+  meld:    1152 training dialogues of 1..24 utterances, up to 9 parties, text 600 / audio 300, 7 classes
+Model: params.yaml `model:` and `train:` as written (the authors' values: GRU hidden text 1024,
+visual 512, audio 100; width 100; batches of 32 dialogues), variant `full`.
+
+Paths: `fast` is the training loop the study runs (length-bucketed batches, packed GRUs, data on
+the device, one host sync per epoch); `plain` is the same model and losses run the straightforward
+way (random batches padded to their longest dialogue, a host sync per batch), for comparison in
+the same process. The authors' implementation measured about 40 s per training epoch and 12 s per
+evaluation pass at the iemocap shape on this machine class (2 CPU threads; see the README).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from maln.config import load_params  # noqa: E402
+from maln.data import synthetic  # noqa: E402
+from maln.data.prepare import prepare  # noqa: E402
+from maln.evaluate import autocast, predict  # noqa: E402
+from maln.train import Run  # noqa: E402
+
+SHAPES = {
+    "iemocap": {"layout": "synthetic-iemocap", "train": 120, "test": 31, "length": [24, 110],
+                "dims": {"text": 1024, "audio": 100, "visual": 512}},
+    "meld": {"layout": "synthetic-meld", "train": 1152, "test": 280, "length": [1, 24],
+             "dims": {"text": 600, "audio": 300}},
+}
+ANCHOR = {"iemocap": {"train_s": 40.0, "eval_s": 12.0}}  # the authors' code, 2 CPU threads (issue 6)
+
+
+def build(shape: str, root: Path, dialogues: int | None = None):
+    """A project folder whose registry has one dataset of `shape`, prepared; returns its params."""
+    import yaml
+
+    spec = dict(SHAPES[shape])
+    if dialogues:  # a smaller study of the same shape, for a quick check of the script
+        spec.update(train=dialogues, test=max(2, dialogues // 4))
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    n = spec["train"] + spec["test"]
+    params["datasets"] = {f"bench-{shape}": {
+        "layout": spec["layout"],
+        # the validation share is 1 dialogue: the benchmark times epochs over all `train` dialogues
+        "valid_fraction": 1 / spec["train"],
+        "synthetic": {"dialogues": n, "test_fraction": spec["test"] / n, "length": spec["length"],
+                      "dims": spec["dims"], "seed": 1},
+    }}
+    params["study"]["datasets"] = [f"bench-{shape}"]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    p = load_params(root / "params.yaml")
+    entry = p.dataset(f"bench-{shape}")
+    synthetic.write(root / "data" / "raw" / f"bench-{shape}.pkl", entry["layout"], entry["synthetic"])
+    with contextlib.redirect_stderr(io.StringIO()):
+        prepare(p, f"bench-{shape}")
+    return p
+
+
+def plain_epoch(run: Run, model, dialogues, optimizer, rng) -> None:
+    """Same model and losses; random batches padded to their longest dialogue; a host sync per batch."""
+    cfg = run.train_cfg
+    order = rng.permutation(dialogues)
+    model.train()
+    for i in range(0, len(order), cfg.batch_dialogues):
+        b = run.data.batch(order[i:i + cfg.batch_dialogues])
+        with autocast(run.device, cfg.bf16):
+            out = model(b.features, b.speakers, b.mask, b.lengths)
+        terms = model.loss(out, b.labels, b.mask, cfg.loss_weights)
+        optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        optimizer.step()
+        _ = {k: v.item() for k, v in terms.items()}  # per-batch logging, as the public code does
+
+
+def fast_epoch(run: Run, model, dialogues, optimizer, rng) -> None:
+    batches = run.data.training_batches(dialogues, run.train_cfg.batch_dialogues, rng)
+    losses = run._train_epoch(model, model, batches, optimizer, run.train_cfg.loss_weights, None)
+    assert np.isfinite(losses["loss"])
+
+
+def sync(device):
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def measure(params, shape: str, device: str, threads: int, epochs: int, path: str, variant: str = "full") -> dict:
+    torch.set_num_threads(threads)
+    params = load_params(params.path, [f"train.device={device}"])
+    run = Run(params, f"bench-{shape}", variant, threads)
+    model = run.build_model(0)
+    optimizer = torch.optim.Adam(model.parameters(), lr=run.train_cfg.lr, weight_decay=run.train_cfg.weight_decay)
+    dialogues = np.concatenate([run.splits["train"], run.splits["valid"]])
+    step = fast_epoch if path == "fast" else plain_epoch
+    from maln.model.context import ContextEncoder
+
+    ContextEncoder.fused_cpu_gru = path == "fast"
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    train_s, eval_s = [], []
+    for epoch in range(epochs + 1):  # the first epoch is a warm-up, not counted
+        rng = np.random.default_rng(epoch)
+        sync(run.device)
+        t0 = time.perf_counter()
+        step(run, model, dialogues, optimizer, rng)
+        sync(run.device)
+        t1 = time.perf_counter()
+        predict(model, run.data, dialogues, run.train_cfg.batch_dialogues, run.train_cfg.bf16)
+        sync(run.device)
+        t2 = time.perf_counter()
+        if epoch:
+            train_s.append(t1 - t0)
+            eval_s.append(t2 - t1)
+    utterances = int(run.data.lengths[dialogues].sum())
+    peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
+            else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    return {
+        "shape": shape, "path": path, "variant": variant, "device": run.placement.describe(), "threads": torch.get_num_threads(),
+        "train_s": statistics.median(train_s), "eval_s": statistics.median(eval_s),
+        "utt_per_s": utterances / statistics.median(train_s), "peak_mib": peak,
+        "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "dialogues": len(dialogues),
+        "utterances": utterances,
+    }
+
+
+def table(rows: list[dict], epochs: int) -> str:
+    head = ("| shape | path | device | threads | train s/epoch | eval s/pass | train utt/s | peak MiB | params (M) "
+            "| vs anchor (train) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    lines = []
+    for r in rows:
+        anchor = ANCHOR.get(r["shape"])
+        ratio = f"{anchor['train_s'] / r['train_s']:.2f}x" if anchor and r["device"].startswith("cpu") and r["threads"] == 2 else "–"
+        lines.append(f"| {r['shape']} ({r['dialogues']} dialogues, {r['utterances']} utt.) | {r['path']} | {r['device']} | "
+                     f"{r['threads']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['utt_per_s']:.0f} | {r['peak_mib']:.0f} | "
+                     f"{r['params_m']:.1f} | {ratio} |")
+    return head + "\n".join(lines) + (f"\n\nMedian of {epochs} epochs after one warm-up epoch; each row runs in its own "
+                                       "process; peak memory is that process's maximum RSS on CPU and torch's peak "
+                                       "allocation on CUDA.\n")
+
+
+def measure_in_child(params_path: Path, shape: str, device: str, threads: int, epochs: int, path: str,
+                     variant: str = "full") -> dict:
+    """One row in a fresh process, so its peak memory and its timing are its own."""
+    import json
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--child", str(params_path), "--shape", shape, "--device", device,
+           "--threads", str(threads), "--epochs", str(epochs), "--path", path, "--variant", variant]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"benchmark row {shape}/{device}/{path} failed:\n{proc.stderr[-3000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+STUDY = {"seeds": 5, "epochs": 60}  # the paper study: every variant, 5 seeds, 60 epochs
+
+
+def study_estimate(args) -> int:
+    """Per-variant epoch times (fast path) and the paper study's estimated wall time, one job at a
+    time on one device: sum over datasets and variants of seeds x epochs x (train + evaluation)."""
+    from maln.data.layouts import get as layout
+    from maln.model.variants import VARIANTS
+
+    lines = ["| shape | variant | device | train s/epoch | eval s/pass | one run of 60 epochs (min) |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    total = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in args.shape:
+            params = build(shape, Path(tmp) / shape, args.dialogues)
+            modalities = layout(SHAPES[shape]["layout"]).modalities
+            for device in args.device:
+                for name, variant in VARIANTS.items():
+                    if not variant.applicable(modalities):
+                        continue
+                    r = measure_in_child(params.path, shape, device, args.threads, 1, "fast", name)
+                    run_s = STUDY["epochs"] * (r["train_s"] + r["eval_s"])
+                    total += STUDY["seeds"] * run_s
+                    lines.append(f"| {shape} | {name} | {r['device']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {run_s / 60:.1f} |")
+                    print(lines[-1], file=sys.stderr, flush=True)
+    text = (f"torch {torch.__version__}, {time.strftime('%Y-%m-%d')}, {args.threads} CPU threads\n\n" + "\n".join(lines)
+            + f"\n\nPaper study ({', '.join(args.shape)}; every variant x {STUDY['seeds']} seeds x {STUDY['epochs']} "
+            f"epochs, one job at a time): about {total / 3600:.1f} hours. One timed epoch per variant after a warm-up.\n")
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--shape", nargs="+", default=list(SHAPES), choices=list(SHAPES))
+    ap.add_argument("--device", nargs="+", default=["cpu"] + (["cuda"] if torch.cuda.is_available() else []),
+                    choices=["cpu", "cuda"])
+    ap.add_argument("--path", nargs="+", default=["fast", "plain"], choices=["fast", "plain"])
+    ap.add_argument("--threads", type=int, default=2, help="CPU threads (the anchor was measured with 2)")
+    ap.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up epoch")
+    ap.add_argument("--study", action="store_true",
+                    help="time one epoch of every variant and estimate the whole paper study's wall time")
+    ap.add_argument("--variant", default="full", help=argparse.SUPPRESS)
+    ap.add_argument("--dialogues", type=int, help="training dialogues (default: the shape's; fewer for a quick check)")
+    ap.add_argument("--out", type=Path, help="also write the table as Markdown here")
+    args = ap.parse_args(argv)
+    if args.child:  # one measurement, for measure_in_child
+        import json
+
+        params = load_params(args.child)
+        print(json.dumps(measure(params, args.shape[0], args.device[0], args.threads, args.epochs, args.path[0],
+                                 args.variant)))
+        return 0
+    if args.study:
+        return study_estimate(args)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in args.shape:
+            params = build(shape, Path(tmp) / shape, args.dialogues)
+            for device in args.device:
+                for path in args.path:
+                    r = measure_in_child(params.path, shape, device, args.threads, args.epochs, path)
+                    rows.append(r)
+                    print(f"{shape} {path} {r['device']}: {r['train_s']:.2f} s/epoch, {r['eval_s']:.2f} s/eval",
+                          file=sys.stderr, flush=True)
+    text = (f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
+            f"{time.strftime('%Y-%m-%d')}\n\n" + table(rows, args.epochs))
+    print(text)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

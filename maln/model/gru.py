@@ -1,0 +1,129 @@
+"""A GRU layer with its own backward pass, for the CPU.
+
+PyTorch's CPU GRU runs the recurrence step by step through autograd, and its backward pass costs
+about 3.5x its forward. The math needs far less: the input projections of all time steps are one
+matrix product, and so are both weight gradients; only the recurrent product h_{t-1} W_hh^T (and
+its transpose in the backward pass) has to run step by step, and the two directions can share
+each step. This module does exactly that, on the packed layout (time-major rows, the active
+sequences of step t first), with the weights of an nn.GRU so that both implementations train the
+same parameters. On CUDA the model uses cuDNN (nn.GRU) instead.
+
+Equations and weight layout are nn.GRU's (gates r, z, n):
+  r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+  z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+  n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+  h' = (1 - z) * n + z * h
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+class _BiGRULayer(torch.autograd.Function):
+    """Both directions of one layer at once, over packed rows: x [2, N, I] (the forward direction's
+    rows, then the reversed direction's, each in its own packed order); weights stacked per
+    direction ([2, 3H, I], [2, 3H, H], [2, 3H], [2, 3H]). Both directions have the same rows per
+    step, so every step is one batched product for the two."""
+
+    @staticmethod
+    def forward(ctx, x, batch_sizes, w_ih, w_hh, b_ih, b_hh):
+        hidden = w_hh.shape[2]
+        n_rows = x.shape[1]
+        gi = torch.baddbmm(b_ih[:, None, :], x, w_ih.transpose(1, 2))  # [2, N, 3H]: all input projections
+        w_hh_t = w_hh.transpose(1, 2)
+        out = x.new_empty(2, n_rows, hidden)
+        gates = x.new_empty(2, n_rows, 4 * hidden)  # per row: r, z, n, W_hn h + b_hn (for the backward pass)
+        h = x.new_zeros(2, batch_sizes[0], hidden)
+        start = 0
+        for b in batch_sizes:
+            end = start + b
+            h = h[:, :b]
+            gh = torch.baddbmm(b_hh[:, None, :], h, w_hh_t)
+            g = gates[:, start:end]
+            rz = torch.add(gi[:, start:end, :2 * hidden], gh[..., :2 * hidden], out=g[..., :2 * hidden]).sigmoid_()
+            h_n = g[..., 3 * hidden:].copy_(gh[..., 2 * hidden:])
+            n = torch.addcmul(gi[:, start:end, 2 * hidden:], rz[..., :hidden], h_n, out=g[..., 2 * hidden:3 * hidden]).tanh_()
+            h = torch.lerp(n, h, rz[..., hidden:], out=out[:, start:end])  # (1 - z) n + z h
+            start = end
+        ctx.batch_sizes = batch_sizes
+        ctx.save_for_backward(x, w_ih, w_hh, out, gates)
+        return out
+
+    @staticmethod
+    def backward(ctx, d_out):
+        x, w_ih, w_hh, out, gates = ctx.saved_tensors
+        batch_sizes = ctx.batch_sizes
+        hidden = w_hh.shape[2]
+        n_rows = d_out.shape[1]
+        d_gi = d_out.new_empty(2, n_rows, 3 * hidden)
+        d_gh = d_out.new_empty(2, n_rows, 3 * hidden)  # d(W_hh h + b_hh): r and z parts equal d_gi's
+        h_prev = d_out.new_zeros(2, n_rows, hidden)  # h_{t-1} of every row: last step's outputs, shifted
+        starts = [0]
+        for b in batch_sizes[:-1]:
+            starts.append(starts[-1] + b)
+        for t in range(1, len(batch_sizes)):
+            b = batch_sizes[t]
+            h_prev[:, starts[t]:starts[t] + b] = out[:, starts[t - 1]:starts[t - 1] + b]
+        carry = d_out.new_zeros(2, 0, hidden)  # dL/dh_t flowing back from step t + 1
+        for t in reversed(range(len(batch_sizes))):
+            start, b = starts[t], batch_sizes[t]
+            end = start + b
+            dh = d_out[:, start:end].clone()
+            dh[:, : carry.shape[1]] += carry
+            g = gates[:, start:end]
+            r, z, n, h_n = g[..., :hidden], g[..., hidden:2 * hidden], g[..., 2 * hidden:3 * hidden], g[..., 3 * hidden:]
+            dgi, dgh = d_gi[:, start:end], d_gh[:, start:end]
+            dn = torch.mul(dh, 1 - z, out=dgi[..., 2 * hidden:]).mul_(1 - n * n)
+            torch.mul(dh, h_prev[:, start:end] - n, out=dgh[..., hidden:2 * hidden]).mul_(z * (1 - z))
+            torch.mul(dn, h_n, out=dgh[..., :hidden]).mul_(r * (1 - r))
+            torch.mul(dn, r, out=dgh[..., 2 * hidden:])
+            dgi[..., :2 * hidden] = dgh[..., :2 * hidden]
+            carry = torch.baddbmm(dh * z, dgh, w_hh)  # dL/dh_{t-1} = z dh + [dr, dz, dn r] W_hh
+        d_x = torch.bmm(d_gi, w_ih) if ctx.needs_input_grad[0] else None  # the raw features need none
+        return d_x, None, torch.bmm(d_gi.transpose(1, 2), x), torch.bmm(d_gh.transpose(1, 2), h_prev), \
+            d_gi.sum(1), d_gh.sum(1)
+
+
+def packing(lengths: torch.Tensor, steps: int):
+    """Row indices (into a flattened [B * steps] batch) of the forward and the reversed direction in
+    packed order, and the rows per step. Longest sequences first, so each step's active rows are a
+    prefix and shrinking the batch needs no copy."""
+    lengths = lengths.cpu()
+    order = torch.argsort(lengths, descending=True, stable=True)
+    sorted_len = lengths[order]
+    batch_sizes = [int((sorted_len > t).sum()) for t in range(int(sorted_len[0]))]
+    fwd, rev = [], []
+    for t, b in enumerate(batch_sizes):
+        rows = order[:b]
+        fwd.append(rows * steps + t)
+        rev.append(rows * steps + (lengths[rows] - 1 - t))
+    return torch.cat(fwd), torch.cat(rev), batch_sizes
+
+
+def bidirectional_gru(gru: torch.nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """nn.GRU(batch_first, bidirectional) on padded x [B, T, I] with per-sequence lengths, computed
+    with _BiGRULayer; returns [B, T, 2H], zero on padding (as pad_packed_sequence gives)."""
+    batch, steps, _ = x.shape
+    fwd, rev, batch_sizes = packing(lengths, steps)
+    fwd, rev = fwd.to(x.device), rev.to(x.device)
+    flat = x.reshape(batch * steps, -1)
+    layer_in_f, layer_in_r = flat[fwd], flat[rev]  # both directions' inputs, in their own packed order
+    # position of each flat row in fwd order, to re-align the reversed direction's outputs
+    where_f = torch.empty(batch * steps, dtype=torch.long, device=x.device)
+    where_f[fwd] = torch.arange(len(fwd), device=x.device)
+    rev_in_f = where_f[rev]  # for each reversed-order row, its row in forward order
+    f_in, r_in = layer_in_f, layer_in_r
+    for layer in range(gru.num_layers):
+        weights = [torch.stack([getattr(gru, f"{name}_l{layer}"), getattr(gru, f"{name}_l{layer}_reverse")])
+                   for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
+        out_f, out_r = _BiGRULayer.apply(torch.stack([f_in, r_in]), batch_sizes, *weights)
+        out_r_in_f = torch.empty_like(out_r).index_copy(0, rev_in_f, out_r)  # reversed outputs, forward order
+        both = torch.cat([out_f, out_r_in_f], 1)  # [N, 2H] in forward packed order
+        if layer < gru.num_layers - 1:
+            both = F.dropout(both, gru.dropout, gru.training)
+            f_in, r_in = both, both[rev_in_f]
+    out = x.new_zeros(batch * steps, both.shape[1])
+    out = out.index_copy(0, fwd, both)
+    return out.view(batch, steps, -1)

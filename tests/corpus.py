@@ -1,0 +1,215 @@
+"""The bad-input corpus: every case is generated here (no binary in git) and run through the real
+`maln` CLI. A case passes when the command exits non-zero with one clear message that names the
+file (or key) and the problem, shows no traceback, and leaves no partial output; the zero-variance
+case must instead succeed without NaN.
+
+    python tests/corpus.py            # run every case and print a table of what happened
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from builders import REPO, dialogues, raw_tuple, write_params, write_pickle  # noqa: E402
+
+LAYOUT = "conv-emotion-iemocap"
+
+
+@dataclass
+class Case:
+    name: str
+    command: str  # prepare | train | predict | fetch
+    expect: list  # substrings the message must contain
+    make: object  # callable(root) -> extra CLI args
+    succeed: bool = False
+    sets: list = field(default_factory=list)
+
+
+def _tuple(**kw):
+    return list(raw_tuple(LAYOUT, dialogues(n=8, seed=3), **kw))
+
+
+def _file(root: Path, obj=None, raw: bytes | None = None, name="bad.pkl") -> Path:
+    path = root / "data" / "raw" / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if raw is not None:
+        path.write_bytes(raw)
+    else:
+        write_pickle(path, obj)
+    return path
+
+
+def _registry(root: Path, path: str = "data/raw/bad.pkl", layout: str = LAYOUT, **sections):
+    write_params(root, {"bad": {"layout": layout, "path": path}}, **sections)
+
+
+def data_case(name, expect, mutate=None, raw=None, succeed=False):
+    """A feature file that `maln prepare bad` must refuse (or, with succeed, accept)."""
+
+    def make(root):
+        if raw is not None:
+            _file(root, raw=raw(root))
+        else:
+            t = _tuple()
+            mutate(t)
+            _file(root, tuple(t))
+        _registry(root)
+        return []
+
+    return Case(name, "prepare", expect, make, succeed)
+
+
+def _set(t, i, key, value):
+    t[i][key] = value
+
+
+def _empty(t):
+    for i in (1, 2):
+        t[i]["d02"] = []
+    for i in (3, 4, 5):
+        t[i]["d02"] = np.zeros((0, t[i]["d02"].shape[1]), np.float32)
+
+
+def _constant(t):
+    for i in (3, 4, 5):
+        for k in t[i]:
+            t[i][k] = np.ones_like(t[i][k])
+
+
+def _truncated(root):
+    data = pickle.dumps(tuple(_tuple()), protocol=4)
+    return data[: len(data) // 2]
+
+
+def _escaping(root: Path) -> list:
+    """A registry path that climbs out of the project with '..' (a real file is there)."""
+    _file(root.parent / "elsewhere", tuple(_tuple()))
+    _registry(root, "../elsewhere/data/raw/bad.pkl")
+    return []
+
+
+def params_case(name, expect, edit):
+    """A params.yaml that any command must refuse before doing anything."""
+
+    def make(root):
+        write_params(root)
+        p = yaml.safe_load((root / "params.yaml").read_text())
+        edit(p)
+        (root / "params.yaml").write_text(yaml.safe_dump(p, sort_keys=False))
+        return []
+
+    return Case(name, "train", expect, make)
+
+
+CASES = [
+    data_case("truncated pickle", ["bad.pkl", "ends early"], raw=_truncated),
+    data_case("not a pickle", ["bad.pkl", "not a readable pickle"], raw=lambda root: b"%PDF-1.4 not a pickle"),
+    data_case("wrong tuple arity", ["bad.pkl", "expects a 9-tuple", "7 items"], mutate=lambda t: t.__delitem__(slice(7, 9))),
+    data_case("wrong types inside", ["bad.pkl", "videoLabels should map dialogue ids"], mutate=lambda t: t.__setitem__(2, [1, 2, 3])),
+    data_case("NaN features", ["bad.pkl", "'d01'", "audio features are not finite (nan)"],
+              mutate=lambda t: t[4]["d01"].__setitem__((0, 0), np.nan)),
+    data_case("Inf features", ["bad.pkl", "'d04'", "visual features are not finite (inf)"],
+              mutate=lambda t: t[5]["d04"].__setitem__((1, 1), np.inf)),
+    data_case("utterance counts disagree", ["bad.pkl", "'d05'", "utterance counts disagree"],
+              mutate=lambda t: t[2]["d05"].append(1)),
+    data_case("label out of range", ["bad.pkl", "'d03'", "label 9 at utterance 0 is outside 0..5"],
+              mutate=lambda t: t[2]["d03"].__setitem__(0, 9)),
+    data_case("overlapping splits", ["bad.pkl", "'d00'", "in both the train and the test split"],
+              mutate=lambda t: t[8].append("d00")),
+    data_case("missing from every split", ["bad.pkl", "'d02'", "is in no split"], mutate=lambda t: t[7].remove("d02")),
+    data_case("empty dialogue", ["bad.pkl", "'d02'", "is empty"], mutate=_empty),
+    data_case("duplicate ids", ["bad.pkl", "'d01'", "more than once"], mutate=lambda t: t[7].append("d01")),
+    data_case("modality in some dialogues only", ["bad.pkl", "'d06'", "has no visual features"],
+              mutate=lambda t: t[5].pop("d06")),
+    data_case("zero-variance features", [], mutate=_constant, succeed=True),
+    params_case("params: unknown key", ["params.yaml", "train: unknown key 'learning_rate'"],
+                lambda p: p["train"].__setitem__("learning_rate", 0.1)),
+    params_case("params: wrong type", ["params.yaml", "train.batch_dialogues: 'many' is not of type 'integer'"],
+                lambda p: p["train"].__setitem__("batch_dialogues", "many")),
+    params_case("params: negative epochs", ["params.yaml", "train.epochs: -5 is less than the minimum of 1"],
+                lambda p: p["train"].__setitem__("epochs", -5)),
+    params_case("params: unknown variant", ["params.yaml", "study.variants.0: 'no_text' is not one of"],
+                lambda p: p["study"].__setitem__("variants", ["no_text"])),
+    params_case("params: unknown dataset", ["params.yaml", "study.datasets: unknown dataset 'iemocapp'"],
+                lambda p: p["study"].__setitem__("datasets", ["iemocapp"])),
+    params_case("params: URL not http(s)", ["params.yaml", "datasets.iemocap.url: 'file:///etc/passwd' does not match"],
+                lambda p: p["datasets"]["iemocap"].__setitem__("url", "file:///etc/passwd")),
+    Case("params: path escaping the project", "prepare", ["datasets.bad.path", "outside the project"],
+         lambda root: _escaping(root)),
+]
+
+
+def command_args(case: Case) -> list[str]:
+    if case.command == "prepare":
+        return ["prepare", "bad"]
+    return ["train", "--dataset", "synthetic-meld", "--variant", "full", "--seed", "0"]
+
+
+@dataclass
+class Outcome:
+    case: str
+    exit_code: int
+    message: str
+    problems: list
+
+
+def run_case(case: Case, root: Path) -> Outcome:
+    root.mkdir(parents=True, exist_ok=True)
+    extra = case.make(root)
+    proc = subprocess.run([sys.executable, "-m", "maln", *command_args(case), *extra], cwd=root, capture_output=True,
+                          text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=300)
+    problems = []
+    message = proc.stderr.strip()
+    if case.succeed:
+        if proc.returncode != 0:
+            problems.append(f"expected success, got exit {proc.returncode}")
+        store = root / "data" / "features" / "bad"
+        if store.exists():
+            for npy in store.glob("*.npy"):
+                if npy.name not in ("offsets.npy", "split.npy") and not np.all(np.isfinite(np.load(npy))):
+                    problems.append(f"{npy.name} holds non-finite values")
+    else:
+        if proc.returncode == 0:
+            problems.append("exited 0")
+        if "Traceback" in message:
+            problems.append("printed a traceback")
+        lines = [line for line in message.splitlines() if line.strip()]
+        if not lines or not lines[0].startswith("maln "):
+            problems.append("no 'maln ...: error:' line")
+        for needle in case.expect:
+            if needle not in message:
+                problems.append(f"message lacks {needle!r}")
+        features = root / "data" / "features"
+        if features.exists() and any(features.iterdir()):
+            problems.append(f"left output behind: {[p.name for p in features.iterdir()]}")
+        if (root / "results").exists():
+            problems.append("left results behind")
+    return Outcome(case.name, proc.returncode, " / ".join(line.strip() for line in message.splitlines()[:3]), problems)
+
+
+def main() -> int:
+    failed = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        print("| case | command | exit | message | verdict |\n| --- | --- | --- | --- | --- |")
+        for i, case in enumerate(CASES):
+            out = run_case(case, Path(tmp) / f"case{i}" / "project")
+            verdict = "ok" if not out.problems else "FAIL: " + "; ".join(out.problems)
+            failed += bool(out.problems)
+            msg = out.message.replace(str(Path(tmp)), "<tmp>").replace("|", "\\|")[:220]
+            print(f"| {case.name} | maln {case.command} | {out.exit_code} | {msg} | {verdict} |")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

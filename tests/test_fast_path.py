@@ -1,0 +1,92 @@
+"""The fast CPU training path computes what the plain path computes."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
+
+from conftest import run_maln
+from maln.model.context import ContextEncoder
+from maln.model.gru import bidirectional_gru
+
+
+def reference(gru, x, lengths):
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    return pad_packed_sequence(gru(packed)[0], batch_first=True, total_length=x.shape[1])[0]
+
+
+@pytest.mark.parametrize("layers", [1, 2])
+def test_fused_gru_matches_nn_gru_exactly_in_double_precision(layers):
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(7, 6, layers, batch_first=True, bidirectional=True).double()
+    x = torch.randn(5, 9, 7, dtype=torch.double, requires_grad=True)
+    lengths = torch.tensor([9, 3, 7, 1, 9])
+    a, b = reference(gru, x, lengths), bidirectional_gru(gru, x, lengths)
+    torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-12)
+    g = torch.randn_like(a)
+    grads_a = torch.autograd.grad((a * g).sum(), [x, *gru.parameters()])
+    grads_b = torch.autograd.grad((b * g).sum(), [x, *gru.parameters()])
+    for ga, gb in zip(grads_a, grads_b):
+        torch.testing.assert_close(gb, ga, atol=1e-12, rtol=1e-12)
+
+
+@pytest.fixture
+def plain_path():
+    ContextEncoder.fused_cpu_gru = False
+    yield
+    ContextEncoder.fused_cpu_gru = True
+
+
+def test_fast_and_plain_paths_give_the_same_losses_gradients_and_predictions(synthetic_project, plain_path):
+    from maln.config import load_params
+    from maln.train import Run
+
+    # dropout off: the two paths draw their dropout masks differently, everything else must agree
+    params = load_params(synthetic_project / "params.yaml",
+                         ["model.dropout=0", "model.feature_dropout=0", "model.head_dropout=0"])
+    run = Run(params, "synthetic-iemocap", "full", threads=1)
+    batch = run.data.batch(np.argsort(run.data.lengths)[-6:])
+    results = {}
+    for fused in (True, False):
+        ContextEncoder.fused_cpu_gru = fused
+        model = run.build_model(0).train()
+        out = model(batch.features, batch.speakers, batch.mask, batch.lengths)
+        terms = model.loss(out, batch.labels, batch.mask, run.train_cfg.loss_weights)
+        terms["loss"].backward()
+        results[fused] = (terms, out.logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()})
+    (t_fast, logits_fast, g_fast), (t_plain, logits_plain, g_plain) = results[True], results[False]
+    for k in t_fast:
+        torch.testing.assert_close(t_fast[k], t_plain[k], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits_fast, logits_plain, atol=1e-5, rtol=1e-4)
+    assert torch.equal(logits_fast.argmax(-1)[batch.mask], logits_plain.argmax(-1)[batch.mask])
+    for name in g_fast:
+        torch.testing.assert_close(g_fast[name], g_plain[name], atol=1e-5, rtol=1e-3)
+
+
+def test_several_seeds_in_one_process_equal_separate_runs(synthetic_project, tmp_path):
+    common = ["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--set", "train.epochs=3", "--threads", "1"]
+    run_maln(*common, "--seed", "3", "4", "--out", tmp_path / "together", cwd=synthetic_project, check=True)
+    for seed in (3, 4):
+        run_maln(*common, "--seed", str(seed), "--out", tmp_path / f"alone{seed}", cwd=synthetic_project, check=True)
+        together, alone = tmp_path / "together" / f"seed{seed}", tmp_path / f"alone{seed}"
+        assert sorted(p.name for p in together.iterdir()) == sorted(p.name for p in alone.iterdir())
+        a, b = json.loads((together / "metrics.json").read_text()), json.loads((alone / "metrics.json").read_text())
+        timing = {"wall_time_s", "seconds_per_epoch", "started_at", "finished_at", "device_held_from"}
+        assert {k: v for k, v in a.items() if k not in timing} == {k: v for k, v in b.items() if k not in timing}
+        assert (together / "predictions.csv").read_bytes() == (alone / "predictions.csv").read_bytes()
+
+
+def test_benchmark_script_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from builders import REPO
+
+    out = tmp_path / "speed.md"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/speed.py"), "--shape", "meld", "--dialogues", "12",
+                           "--epochs", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    table = out.read_text()
+    assert "| meld (12 dialogues" in table and "| fast | cpu |" in table and "| plain | cpu |" in table
