@@ -15,6 +15,7 @@ import csv
 import io as _io
 import json
 import platform
+import re
 import sys
 import time
 from dataclasses import dataclass
@@ -39,7 +40,11 @@ from maln.study import run_path
 
 # What a finished run leaves in its folder; metrics.json is written last and marks completion.
 RUN_FILES = ("predictions.csv", "history.csv", "features.npz", "model.pt", "metrics.json")
-CHECKPOINT = "checkpoint.pt"
+# The resume state: checkpoint-epoch<N>.pt holds epoch N's state; checkpoint.json names that file
+# and its SHA-256, and is replaced only after the file is complete, so a kill at any moment leaves
+# a pointer to an intact state (the previous file is deleted only after the pointer moves on).
+CHECKPOINT = "checkpoint.json"
+CHECKPOINT_FILE = re.compile(r"checkpoint-epoch\d+\.pt")
 
 
 @dataclass(frozen=True)
@@ -195,8 +200,7 @@ class Run:
         bar.close()
         model.load_state_dict(state["best_model"])
         metrics = self._finish(model, seed, out_dir, config, config_hash, state, n_params, time.time() - start_time)
-        for name in (CHECKPOINT, CHECKPOINT + ".sha256"):
-            (out_dir / name).unlink(missing_ok=True)
+        _remove_checkpoints(out_dir)
         return metrics
 
     def _train_epoch(self, step, model, batches, optimizer, weights, class_weights) -> dict:
@@ -267,30 +271,46 @@ def _completed(out_dir: Path, config_hash: str, store_hash: str) -> dict | None:
 
 
 def _save_checkpoint(out_dir: Path, state: dict) -> None:
-    path = out_dir / CHECKPOINT
-    with io.atomic_path(path) as tmp:
+    name = f"checkpoint-epoch{state['epoch']}.pt"
+    with io.atomic_path(out_dir / name) as tmp:
         torch.save(state, tmp)
         digest = io.sha256_file(tmp)
-    io.write_text(out_dir / (CHECKPOINT + ".sha256"), digest + "\n")
+    io.write_json(out_dir / CHECKPOINT, {"file": name, "sha256": digest, "epoch": state["epoch"]})
+    _remove_checkpoints(out_dir, keep=name)
+
+
+def _remove_checkpoints(out_dir: Path, keep: str | None = None) -> None:
+    for old in out_dir.glob("checkpoint-epoch*.pt"):
+        if old.name != keep:
+            old.unlink(missing_ok=True)
+    if keep is None:
+        (out_dir / CHECKPOINT).unlink(missing_ok=True)
 
 
 def _load_checkpoint(out_dir: Path, config_hash: str, store_hash: str) -> dict | None:
     """The last epoch's state if it is intact and belongs to this configuration; otherwise None
     (with a warning), and training starts from scratch."""
-    path = out_dir / CHECKPOINT
-    if not path.exists():
+    pointer = out_dir / CHECKPOINT
+    if not pointer.exists():
         return None
-    sidecar = out_dir / (CHECKPOINT + ".sha256")
-    expected = sidecar.read_text().strip() if sidecar.exists() else None
-    if expected != io.sha256_file(path):
-        _log(f"warning: {path} does not match its recorded SHA-256 (corrupted or cut short); starting from scratch")
+    try:
+        meta = json.loads(pointer.read_text())
+        path = out_dir / meta["file"]
+        expected = meta["sha256"]
+        if not CHECKPOINT_FILE.fullmatch(meta["file"]):
+            raise ValueError(f"unexpected file name {meta['file']!r}")
+    except (ValueError, KeyError, TypeError) as e:
+        _log(f"warning: {pointer} is unreadable ({e}); starting from scratch")
+        return None
+    if not path.is_file() or io.sha256_file(path) != expected:
+        _log(f"warning: {path} does not match its recorded SHA-256 (corrupted or missing); starting from scratch")
         return None
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:
         _log(f"warning: {path} is unreadable ({type(e).__name__}); starting from scratch")
         return None
-    if ckpt.get("config_hash") != config_hash or ckpt.get("store_hash") != store_hash:
+    if not isinstance(ckpt, dict) or ckpt.get("config_hash") != config_hash or ckpt.get("store_hash") != store_hash:
         _log(f"warning: {path} belongs to another configuration or data store; starting from scratch")
         return None
     return ckpt

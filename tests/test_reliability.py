@@ -81,9 +81,10 @@ def test_hostile_resume_checkpoint_is_refused_and_training_starts_over(synthetic
     out = tmp_path / "run"
     out.mkdir()
     marker = tmp_path / "pwned"
-    torch.save({"format": "maln-checkpoint", "payload": Payload(marker)}, out / "checkpoint.pt")
-    digest = hashlib.sha256((out / "checkpoint.pt").read_bytes()).hexdigest()
-    (out / "checkpoint.pt.sha256").write_text(digest + "\n")  # a matching hash: the content itself is hostile
+    torch.save({"format": "maln-checkpoint", "payload": Payload(marker)}, out / "checkpoint-epoch1.pt")
+    digest = hashlib.sha256((out / "checkpoint-epoch1.pt").read_bytes()).hexdigest()
+    # a matching hash: the file is intact, its content is hostile
+    (out / "checkpoint.json").write_text(json.dumps({"file": "checkpoint-epoch1.pt", "sha256": digest, "epoch": 1}))
     proc = run_maln("train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "0",
                     "--set", "train.epochs=2", "--out", out, cwd=synthetic_project, check=True)
     assert "unreadable" in proc.stderr and "starting from scratch" in proc.stderr
@@ -106,7 +107,7 @@ def test_killed_training_job_resumes_through_snakemake_to_identical_metrics(tmp_
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", target], cwd=root, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    sidecar = root / "results/runs/synthetic-iemocap/full/seed0/checkpoint.pt.sha256"
+    sidecar = root / "results/runs/synthetic-iemocap/full/seed0/checkpoint.json"
     deadline = time.time() + 300
     while not sidecar.exists() and time.time() < deadline:
         time.sleep(0.05)
@@ -173,12 +174,12 @@ def test_corrupted_checkpoint_is_detected_and_training_restarts_from_scratch(syn
     out = tmp_path / "corrupt"
     proc = subprocess.Popen([sys.executable, "-m", "maln", *args, "--out", str(out)], cwd=synthetic_project,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (out / "checkpoint.pt.sha256").exists():
+    while not (out / "checkpoint.json").exists():
         time.sleep(0.02)
     time.sleep(0.2)
     proc.kill()
     proc.wait()
-    ckpt = out / "checkpoint.pt"
+    ckpt = out / json.loads((out / "checkpoint.json").read_text())["file"]
     data = bytearray(ckpt.read_bytes())
     data[len(data) // 2] ^= 0x55  # one flipped byte in the middle of the weights
     ckpt.write_bytes(bytes(data))
@@ -281,3 +282,29 @@ def test_zero_variance_features_train_without_nan(tmp_path):
     assert all(np.isfinite(values))
     metrics = json.loads((tmp_path / "results/runs/flat/full/seed0/metrics.json").read_text())
     assert np.isfinite(metrics["test"]["weighted_f1"])
+
+
+def test_repeated_kills_at_random_moments_never_lose_the_last_good_state(synthetic_project, tmp_path):
+    """kill -9 wherever it lands (mid-epoch, mid-checkpoint-write, between the state file and its
+    pointer): the next start resumes from the last complete epoch, and the end result is the
+    uninterrupted run's."""
+    args = ["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "5",
+            "--set", "train.epochs=10", "--threads", "1"]
+    run_maln(*args, "--out", tmp_path / "whole", cwd=synthetic_project, check=True)
+    out = tmp_path / "killed"
+    rng = np.random.default_rng(0)
+    for _ in range(6):
+        had_checkpoint = (out / "checkpoint.json").exists()
+        proc = subprocess.Popen([sys.executable, "-m", "maln", *args, "--out", str(out)], cwd=synthetic_project,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(rng.uniform(1.5, 3.5))
+        proc.kill()
+        _, err = proc.communicate()
+        assert not (had_checkpoint and "starting from scratch" in err), err
+        if (out / "metrics.json").exists():
+            break
+    final = run_maln(*args, "--out", out, cwd=synthetic_project, check=True)
+    assert "starting from scratch" not in final.stderr
+    a = json.loads((out / "metrics.json").read_text())
+    b = json.loads((tmp_path / "whole/metrics.json").read_text())
+    assert without_timing(a) == without_timing(b)

@@ -44,7 +44,7 @@ def test_a_run_leaves_every_output(trained):
     out, proc = trained
     for name in RUN_FILES:
         assert (out / name).is_file(), name
-    assert not (out / "checkpoint.pt").exists()
+    assert not (out / "checkpoint.json").exists() and not list(out.glob("checkpoint-epoch*.pt"))
     metrics = json.loads((out / "metrics.json").read_text())
     for split in ("valid", "test"):
         for key in ("accuracy", "weighted_f1", "macro_f1", "waa", "per_class", "confusion"):
@@ -119,7 +119,7 @@ def test_killed_run_resumes_to_the_same_metrics(synthetic_project, tmp_path):
     killed = tmp_path / "killed"
     proc = subprocess.Popen([sys.executable, "-m", "maln", *args, "--out", str(killed)], cwd=synthetic_project,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sidecar = killed / "checkpoint.pt.sha256"
+    sidecar = killed / "checkpoint.json"
     deadline = time.time() + 120
     while not sidecar.exists() and time.time() < deadline:
         time.sleep(0.02)
