@@ -67,8 +67,8 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, **ext
     return proc
 
 
-def snakemake(root: Path, *args, check=True, **extra_env):
-    return run([sys.executable, "-m", "snakemake", *args], root, check, **extra_env)
+def snakemake(root: Path, *args, check=True, timeout=600, **extra_env):
+    return run([sys.executable, "-m", "snakemake", *args], root, check, timeout, **extra_env)
 
 
 def dvc(root: Path, *args, check=True):

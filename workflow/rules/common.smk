@@ -156,7 +156,13 @@ def train_resources():
 
             device = "cuda" if torch.cuda.is_available() else "cpu"
         gpu = int(device == "cuda")
-    return {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpu": gpu}
+    resources = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpu": gpu}
+    # SLURM-only requests; absent unless set, so the profile's default-resources apply.
+    if r.get("slurm_partition"):
+        resources["slurm_partition"] = r["slurm_partition"]
+    if r.get("gpu_model") and gpu:
+        resources["gpu_model"] = r["gpu_model"]
+    return resources
 
 
 def report_outputs():
