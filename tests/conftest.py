@@ -9,6 +9,14 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
+# metrics.json fields that differ between identical runs (clock times); everything else must match.
+TIMING_KEYS = {"wall_time_s", "seconds_per_epoch", "started_at", "finished_at", "device_held_from"}
+
+
+def without_timing(metrics: dict) -> dict:
+    return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
+
+
 def run_maln(*args, cwd, check=False, env=None, timeout=600):
     """The real CLI in a subprocess, as a user runs it."""
     proc = subprocess.run(

@@ -8,7 +8,6 @@ case must instead succeed without NaN.
 
 from __future__ import annotations
 
-import copy
 import os
 import pickle
 import subprocess
@@ -21,7 +20,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from builders import REPO, dialogues, raw_tuple, write_params, write_pickle  # noqa: E402
+from builders import dialogues, raw_tuple, write_params, write_pickle  # noqa: E402
 
 LAYOUT = "conv-emotion-iemocap"
 

@@ -2,7 +2,6 @@
 dataset and rejects each single corruption of one."""
 
 import copy
-import shutil
 import tempfile
 from pathlib import Path
 

@@ -5,7 +5,6 @@ import hashlib
 import http.server
 import json
 import os
-import pickle
 import shutil
 import signal
 import socket
@@ -20,14 +19,9 @@ import pytest
 import torch
 
 from builders import REPO, dialogues, raw_tuple, write_params, write_pickle
-from conftest import run_maln
+from conftest import run_maln, without_timing
 from corpus import CASES, run_case
 
-TIMING = {"wall_time_s", "seconds_per_epoch", "started_at", "finished_at", "device_held_from"}
-
-
-def without_timing(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k not in TIMING}
 
 
 # -- the bad-input corpus ------------------------------------------------------------------------

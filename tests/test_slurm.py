@@ -9,13 +9,13 @@ import subprocess
 
 import pytest
 
+from conftest import without_timing
 from builders import REPO
 from workflow_helpers import copy_repo, make_tiny, snakemake
 
 pytestmark = pytest.mark.integration
 
 SCRIPT = REPO / "workflow/scripts/local-slurm.sh"
-TIMING = {"wall_time_s", "seconds_per_epoch", "started_at", "finished_at", "device_held_from"}
 # No accounting database on the local cluster: job states come from squeue; first check after 1 s,
 # then every 2 s (the default 10 s would leave the tiny jobs' results waiting).
 SLURM_FLAGS = ["--slurm-status-command", "squeue", "--slurm-no-account", "--slurm-init-seconds-before-status-checks", "1",
@@ -71,6 +71,6 @@ def test_tiny_study_through_slurm_equals_the_local_run(slurm, tmp_path):
     assert len(runs) == 3
     for rel in runs:
         a, b = json.loads((cluster / rel).read_text()), json.loads((local / rel).read_text())
-        assert {k: v for k, v in a.items() if k not in TIMING} == {k: v for k, v in b.items() if k not in TIMING}
+        assert without_timing(a) == without_timing(b)
         assert (cluster / rel).with_name("predictions.csv").read_bytes() == (local / rel).with_name("predictions.csv").read_bytes()
     assert (cluster / "results/tables/main.csv").read_text() == (local / "results/tables/main.csv").read_text()

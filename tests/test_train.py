@@ -12,17 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import run_maln
+from conftest import run_maln, without_timing
 from maln.config import load_params
 from maln.metrics import classification_metrics
 from maln.model.variants import VARIANTS
 from maln.train import RUN_FILES, Run
-
-TIMING_KEYS = {"wall_time_s", "seconds_per_epoch", "started_at", "finished_at", "device_held_from"}
-
-
-def strip_timing(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
 
 
 def history_without_seconds(path):
@@ -106,7 +100,7 @@ def test_two_runs_with_one_seed_give_identical_results(synthetic_project, tmp_pa
     run = Run(params, "synthetic-meld", "full", threads=1)
     a = run.train_seed(5, tmp_path / "a", progress=False)
     b = run.train_seed(5, tmp_path / "b", progress=False)
-    assert strip_timing(a) == strip_timing(b)
+    assert without_timing(a) == without_timing(b)
     assert (tmp_path / "a/predictions.csv").read_bytes() == (tmp_path / "b/predictions.csv").read_bytes()
     c = run.train_seed(6, tmp_path / "c", progress=False)
     assert c["test"]["confusion"] != a["test"]["confusion"] or c["valid"] != a["valid"]
@@ -131,7 +125,7 @@ def test_killed_run_resumes_to_the_same_metrics(synthetic_project, tmp_path):
     assert "resuming" in resumed.stderr
     whole = json.loads((tmp_path / "whole/metrics.json").read_text())
     again = json.loads((killed / "metrics.json").read_text())
-    assert strip_timing(again) == strip_timing(whole)
+    assert without_timing(again) == without_timing(whole)
     assert history_without_seconds(killed / "history.csv") == history_without_seconds(tmp_path / "whole/history.csv")
 
 
