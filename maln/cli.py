@@ -8,7 +8,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from maln.errors import MalnError
+from maln.errors import ConfigError, MalnError
 
 
 def _params(args):
@@ -104,17 +104,29 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--params", default=argparse.SUPPRESS, metavar="PATH",
+# The options every command takes. They may stand before the command (`maln --set K=V train ...`)
+# or after it (`maln train --set K=V ...`), and both mean the same. argparse would let the
+# subcommand's defaults overwrite what was given before it, so the two positions are parsed into
+# separate names and merged once, in `parse_args` (the one place options are resolved).
+def _add_common(parser, prefix: str) -> None:
+    parser.add_argument("--params", dest=f"{prefix}params", default=None, metavar="PATH",
                         help="parameter file (default: ./params.yaml)")
-    common.add_argument("--set", action="append", default=argparse.SUPPRESS, metavar="KEY=VALUE",
+    parser.add_argument("--set", dest=f"{prefix}set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one parameter, e.g. --set train.epochs=3 (repeatable; value read as YAML)")
-    common.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+    parser.add_argument("--debug", dest=f"{prefix}debug", action="store_true",
                         help="show the traceback of expected errors too")
 
-    parser = argparse.ArgumentParser(prog="maln", description=__doc__.split("\n\n")[0], parents=[common])
-    parser.set_defaults(params="params.yaml", set=[], debug=False)
+
+GLOBAL = "global_"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    _add_common(common, "")
+
+    parser = argparse.ArgumentParser(prog="maln", description=__doc__.split("\n\n")[0],
+                                     epilog="--params, --set and --debug may also follow the command.")
+    _add_common(parser, GLOBAL)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("fetch", parents=[common], help="download a dataset's raw files and verify their hashes")
@@ -157,10 +169,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def merge_common(args: argparse.Namespace) -> argparse.Namespace:
+    """Merge the options given before the command with those after it: every --set counts (those
+    after the command last, so they win), --params may be given once, --debug in either place."""
+    before, after = getattr(args, f"{GLOBAL}params"), args.params
+    args.set = getattr(args, f"{GLOBAL}set") + args.set
+    args.debug = getattr(args, f"{GLOBAL}debug") or args.debug
+    args.params = after or before or "params.yaml"
+    for name in ("params", "set", "debug"):
+        delattr(args, GLOBAL + name)
+    if before is not None and after is not None and before != after:
+        raise ConfigError(f"--params given twice, {before!r} before the command and {after!r} after it; give it once")
+    return args
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        return merge_common(args).func(args)
     except MalnError as e:
         if args.debug:
             traceback.print_exc()

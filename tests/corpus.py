@@ -33,6 +33,7 @@ class Case:
     make: object  # callable(root) -> extra CLI args
     succeed: bool = False
     sets: list = field(default_factory=list)
+    before: list = field(default_factory=list)  # options placed before the command (`maln --set ... train`)
 
 
 def _tuple(**kw):
@@ -146,6 +147,15 @@ CASES = [
                 lambda p: p["datasets"]["iemocap"].__setitem__("url", "file:///etc/passwd")),
     Case("params: path escaping the project", "prepare", ["datasets.bad.path", "outside the project"],
          lambda root: _escaping(root)),
+    # options before the command are honoured, so their mistakes are caught like any other
+    Case("--params before the command: missing file", "prepare", ["missing.yaml", "no such parameter file"],
+         lambda root: _registry(root) or [], before=["--params", "missing.yaml"]),
+    Case("--set before the command: unknown key", "prepare", ["params.yaml", "study: unknown key 'bogus'"],
+         lambda root: _registry(root) or [], before=["--set", "study.bogus=1"]),
+    Case("--set before the command: invalid value", "train", ["train.epochs: -1 is less than the minimum of 1"],
+         lambda root: (write_params(root), [])[1], before=["--set", "train.epochs=-1"]),
+    Case("--params before and after the command differ", "prepare", ["--params given twice", "'a.yaml'", "'b.yaml'"],
+         lambda root: _registry(root) or ["--params", "b.yaml"], before=["--params", "a.yaml"]),
 ]
 
 
@@ -166,7 +176,7 @@ class Outcome:
 def run_case(case: Case, root: Path) -> Outcome:
     root.mkdir(parents=True, exist_ok=True)
     extra = case.make(root)
-    proc = subprocess.run([sys.executable, "-m", "maln", *command_args(case), *extra], cwd=root, capture_output=True,
+    proc = subprocess.run([sys.executable, "-m", "maln", *case.before, *command_args(case), *extra], cwd=root, capture_output=True,
                           text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=300)
     problems = []
     message = proc.stderr.strip()

@@ -1,0 +1,56 @@
+"""The command line: options before and after the command mean the same (issue 16, point 1)."""
+
+import json
+
+import pytest
+
+from conftest import run_maln, without_timing
+from maln.cli import build_parser, merge_common
+from maln.errors import ConfigError
+
+
+def parse(*argv):
+    return merge_common(build_parser().parse_args(list(argv)))
+
+
+@pytest.mark.parametrize("argv", [
+    ["--set", "train.epochs=2", "--params", "other.yaml", "--debug", "prepare", "d"],
+    ["prepare", "d", "--set", "train.epochs=2", "--params", "other.yaml", "--debug"],
+    ["--params", "other.yaml", "prepare", "--set", "train.epochs=2", "--debug", "d"],
+])
+def test_common_options_are_honoured_before_and_after_the_command(argv):
+    args = parse(*argv)
+    assert (args.params, args.set, args.debug) == ("other.yaml", ["train.epochs=2"], True)
+
+
+def test_every_set_counts_and_those_after_the_command_come_last():
+    args = parse("--set", "a.b=1", "--set", "a.c=2", "prepare", "d", "--set", "a.b=3")
+    assert args.set == ["a.b=1", "a.c=2", "a.b=3"]
+
+
+def test_defaults_when_no_option_is_given():
+    args = parse("prepare", "d")
+    assert (args.params, args.set, args.debug) == ("params.yaml", [], False)
+
+
+def test_two_different_params_files_are_refused():
+    with pytest.raises(ConfigError, match="--params given twice"):
+        parse("--params", "a.yaml", "prepare", "d", "--params", "b.yaml")
+    assert parse("--params", "a.yaml", "prepare", "d", "--params", "a.yaml").params == "a.yaml"
+
+
+def test_help_shows_the_options_before_the_command_and_says_they_may_follow():
+    text = build_parser().format_help()
+    assert "maln [-h] [--params PATH] [--set KEY=VALUE] [--debug] COMMAND" in text
+    assert "may also follow the command" in text
+
+
+def test_set_before_or_after_the_command_trains_the_same_run(synthetic_project, tmp_path):
+    common = ["--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "0", "--threads", "1"]
+    run_maln("--set", "train.epochs=2", "train", *common, "--out", tmp_path / "before",
+             cwd=synthetic_project, check=True)
+    run_maln("train", *common, "--set", "train.epochs=2", "--out", tmp_path / "after",
+             cwd=synthetic_project, check=True)
+    before, after = (json.loads((tmp_path / d / "metrics.json").read_text()) for d in ("before", "after"))
+    assert before["epochs_run"] == 2 and before["config"]["train"]["epochs"] == 2
+    assert without_timing(before) == without_timing(after)
