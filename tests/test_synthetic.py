@@ -82,3 +82,21 @@ def test_emotions_persist_within_a_speaker(stores):
             last[s] = y
     chance = (np.bincount(store.labels) / len(store.labels)) ** 2
     assert same / n > chance.sum() + 0.3
+
+
+def test_noise_dataset_is_the_same_dialogues_with_uninformative_audio_and_visual(tmp_path, params, stores):
+    entry = params.dataset("synthetic-iemocap-noise")
+    synthetic.write(tmp_path / "raw.pkl", entry["layout"], entry["synthetic"])
+    raw = readers.read(entry["layout"], {"main": tmp_path / "raw.pkl"})
+    write_store(raw, tmp_path / "store", "synthetic-iemocap-noise", entry["valid_fraction"], [])
+    noise, base = load_store(tmp_path / "store"), stores["synthetic-iemocap"]
+    # one seed, one generator: same dialogues, speakers, labels and text; only audio/visual lose their signal
+    assert np.array_equal(noise.labels, base.labels) and np.array_equal(noise.speakers, base.speakers)
+    assert np.array_equal(np.asarray(noise.features["text"]), np.asarray(base.features["text"]))
+    train, test = utterances(noise, "train"), utterances(noise, "test")
+    majority = np.bincount(noise.labels[train]).max() / len(train)
+    for m in ("audio", "visual"):
+        for store, informative in ((noise, False), (base, True)):
+            x = np.asarray(store.features[m])
+            clf = LogisticRegression(max_iter=300, C=0.01).fit(x[train], store.labels[train])
+            assert (clf.score(x[test], store.labels[test]) > majority + 0.1) == informative, (m, informative)

@@ -2,7 +2,9 @@
 validation and the store run on them exactly as on the real files.
 
 Planted structure, so a model has something real to find and the ablations have something to show:
-- each modality carries the label as a class prototype plus noise, text strongest, visual weakest;
+- each modality carries the label as a class prototype plus noise; the registry's `signal:` sets each
+  modality's strength (the defaults: text strongest, visual weakest; 0 makes a modality pure noise,
+  which is how synthetic-iemocap-noise checks that a fusion model does not memorise through it);
 - every speaker has an emotional tendency (a distribution over classes) and a feature "style" (an
   offset added to all their utterances), which the speaker-characteristic module can learn;
 - emotions persist: a speaker often keeps their last emotion, or takes up the previous utterance's.
@@ -24,7 +26,6 @@ PRIORS = {
     "conv-emotion-iemocap": np.array([0.08, 0.14, 0.22, 0.15, 0.15, 0.26]),
     "conv-emotion-meld": np.array([0.47, 0.12, 0.03, 0.07, 0.17, 0.03, 0.11]),
 }
-SIGNAL = {"text": 2.0, "audio": 1.5, "visual": 1.3}  # distance of class prototypes from the origin, in noise units
 STYLE = 1.0  # size of each speaker's feature offset, in noise units
 KEEP_OWN = 0.5  # probability that a speaker repeats their last emotion
 TAKE_UP = 0.2  # probability that an utterance takes the previous utterance's emotion
@@ -72,10 +73,16 @@ def generate(layout_name: str, cfg: dict) -> tuple:
         from maln.errors import ConfigError
 
         raise ConfigError(f"synthetic.dims: {layout_name} needs a size for {', '.join(missing)}")
+    missing = [m for m in layout.modalities if m not in cfg["signal"]]
+    if missing:
+        from maln.errors import ConfigError
+
+        raise ConfigError(f"synthetic.signal: {layout_name} needs a strength for {', '.join(missing)}")
     prototypes = {}
     for m, d in dims.items():
+        # class prototypes at distance signal[m] from the origin, in noise units (the noise is N(0, I))
         directions = rng.normal(size=(n_classes, d))
-        prototypes[m] = SIGNAL[m] * directions / np.linalg.norm(directions, axis=1, keepdims=True)
+        prototypes[m] = cfg["signal"][m] * directions / np.linalg.norm(directions, axis=1, keepdims=True)
     lo, hi = cfg["length"]
     n = cfg["dialogues"]
     n_test = max(1, round(n * cfg["test_fraction"]))
