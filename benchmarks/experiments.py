@@ -1,0 +1,121 @@
+"""Controlled experiments: named configurations (a variant plus `--set` overrides) trained over
+several seeds on one dataset, side by side, printed as one table (and written as Markdown).
+
+    python benchmarks/experiments.py benchmarks/experiments/root-cause.yaml
+    python benchmarks/experiments.py FILE --only baseline standardise --jobs 2
+
+FILE (YAML):
+    dataset: synthetic-iemocap          # a registry entry of params.yaml (prepared if missing)
+    seeds: [0, 1, 2]
+    sets: [train.epochs=20]             # optional, applied to every configuration first
+    configs:
+      full: {variant: full}
+      text_only: {variant: text_only}
+      no aux: {variant: full, set: [train.loss_weights.unimodal=0]}
+
+Runs land in results/experiments/<file stem>/<config>/seed<k>/ (ignored by git) and are reused
+when their configuration has not changed, so adding a configuration trains only that one. Each
+run is the real training loop (validation selection, test once), one CPU thread per job.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")
+
+
+def _ensure_store(params, dataset: str) -> None:
+    from maln.data import layouts, synthetic
+    from maln.data.fetch import raw_files
+    from maln.data.prepare import prepare, store_dir
+
+    if (store_dir(params, dataset) / "meta.json").is_file():
+        return
+    entry = params.dataset(dataset)
+    if layouts.get(entry["layout"]).synthetic:
+        synthetic.write(raw_files(params, dataset)[0].path, entry["layout"], entry["synthetic"])
+    prepare(params, dataset)
+
+
+def _train(job: tuple) -> dict:
+    dataset, variant, sets, seed, out = job
+    import torch
+
+    from maln.config import load_params
+    from maln.train import Run
+
+    torch.set_num_threads(1)
+    params = load_params(REPO / "params.yaml", sets)
+    metrics = Run(params, dataset, variant, threads=1).train_seed(seed, Path(out), progress=False)
+    history = [line.split(",") for line in (Path(out) / "history.csv").read_text().splitlines()]
+    ce = history[0].index("ce")
+    return {"valid": metrics["valid"]["weighted_f1"], "test": metrics["test"]["weighted_f1"],
+            "best_epoch": metrics["best_epoch"], "final_train_ce": float(history[-1][ce]),
+            "parameters": metrics["parameters"]}
+
+
+def _fmt(values) -> str:
+    v = 100 * np.asarray(values)
+    return f"{v.mean():.2f} ± {v.std(ddof=1):.2f}" if len(v) > 1 else f"{v.mean():.2f}"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("file", type=Path)
+    ap.add_argument("--only", nargs="+", help="run these configurations only")
+    ap.add_argument("--jobs", type=int, default=2, help="training processes at once (one CPU thread each)")
+    ap.add_argument("--out", type=Path, help="Markdown table (default benchmarks/results/experiments-<stem>.md)")
+    args = ap.parse_args()
+    spec = yaml.safe_load(args.file.read_text())
+    from maln.config import load_params
+
+    dataset, seeds, common = spec["dataset"], spec["seeds"], list(spec.get("sets", []))
+    configs = {k: v for k, v in spec["configs"].items() if not args.only or k in args.only}
+    _ensure_store(load_params(REPO / "params.yaml", common), dataset)
+    base = REPO / "results" / "experiments" / args.file.stem
+    jobs = {(name, seed): (dataset, c.get("variant", "full"), common + list(c.get("set", [])), seed,
+                           str(base / _slug(name) / f"seed{seed}"))
+            for name, c in configs.items() for seed in seeds}
+    t0 = time.time()
+    with ProcessPoolExecutor(args.jobs) as pool:
+        results = dict(zip(jobs, pool.map(_train, jobs.values())))
+    lines = [f"Controlled experiments on {dataset} ({args.file}), seeds {seeds}; weighted F1 (%), mean ± std "
+             f"over seeds; validation-selected epoch. Common overrides: {common or 'none'}.", "",
+             "| configuration | variant | overrides | valid WF1 | test WF1 | best epoch | final train CE | parameters |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    summary = {}
+    for name, c in configs.items():
+        rs = [results[(name, s)] for s in seeds]
+        summary[name] = {k: [r[k] for r in rs] for k in rs[0]}
+        lines.append(f"| {name} | {c.get('variant', 'full')} | {', '.join(c.get('set', [])) or '–'} | "
+                     f"{_fmt([r['valid'] for r in rs])} | {_fmt([r['test'] for r in rs])} | "
+                     f"{np.mean([r['best_epoch'] for r in rs]):.1f} | {np.mean([r['final_train_ce'] for r in rs]):.3f} | "
+                     f"{rs[0]['parameters']:,} |")
+    lines += ["", f"{len(jobs)} runs in {time.time() - t0:.0f} s; command: "
+              f"`python benchmarks/experiments.py {args.file}`"]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = args.out or REPO / "benchmarks" / "results" / f"experiments-{args.file.stem}.md"
+    if not args.only:
+        out.write_text(text)
+        (base / "summary.json").write_text(json.dumps(summary, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
