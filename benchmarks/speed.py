@@ -66,7 +66,7 @@ def build(shape: str, root: Path, dialogues: int | None = None):
         # the validation share is 1 dialogue: the benchmark times epochs over all `train` dialogues
         "valid_fraction": 1 / spec["train"],
         "synthetic": {"dialogues": n, "test_fraction": spec["test"] / n, "length": spec["length"],
-                      "dims": spec["dims"], "seed": 1},
+                      "dims": spec["dims"], "signal": {m: 1.5 for m in spec["dims"]}, "seed": 1},
     }}
     params["study"]["datasets"] = [f"bench-{shape}"]
     root.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ from maln.errors import NotApplicable
 
 CFG = ModelConfig(width=16, context_hidden={"text": 8, "audio": 6, "visual": 6}, context_layers=2, sclm_layers=1,
                   sclm_heads=2, sclm_feedforward=32, attention_heads=4, discriminator_hidden=16, grl_scale=1.0,
-                  dropout=0.1, feature_dropout=0.3, head_dropout=0.66)
+                  dropout=0.1, feature_dropout=0.3, head_dropout=0.66, input_dropout=0.0, modality_dropout=0.0)
 DIMS = {"text": 7, "audio": 5, "visual": 3}
 WEIGHTS = LossWeights(unimodal=0.1, adversarial=0.01, orthogonality=0.05)
 

@@ -21,6 +21,8 @@ class ModelConfig:
     dropout: float
     feature_dropout: float
     head_dropout: float
+    input_dropout: float
+    modality_dropout: float
 
     def __post_init__(self):
         for key, heads in (("sclm.heads", self.sclm_heads), ("attention_heads", self.attention_heads)):
@@ -42,6 +44,8 @@ class ModelConfig:
             dropout=d["dropout"],
             feature_dropout=d["feature_dropout"],
             head_dropout=d["head_dropout"],
+            input_dropout=d["input_dropout"],
+            modality_dropout=d["modality_dropout"],
         )
 
     def to_dict(self) -> dict:

@@ -67,8 +67,21 @@ class MALN(nn.Module):
         else:
             fused_width = in_width
         self.classifier = EmotionClassifier(fused_width, w, n_classes, cfg.head_dropout)
+        self.input_dropout = nn.Dropout(cfg.input_dropout)
+        self.modality_dropout = cfg.modality_dropout if self.multimodal else 0.0
+
+    def drop_inputs(self, features: dict, mask: torch.Tensor) -> dict:
+        """Training only: dropout on the raw features, and whole modalities of a dialogue zeroed with
+        probability modality_dropout (never all of them), so no path can carry the model alone."""
+        features = {m: self.input_dropout(features[m]) for m in self.modalities}
+        if self.training and self.modality_dropout > 0:
+            keep = torch.rand(mask.shape[0], len(self.modalities), device=mask.device) >= self.modality_dropout
+            keep |= ~keep.any(1, keepdim=True)
+            features = {m: features[m] * keep[:, i, None, None].to(features[m].dtype) for i, m in enumerate(self.modalities)}
+        return features
 
     def forward(self, features: dict, speakers: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> MALNOutput:
+        features = self.drop_inputs(features, mask)
         x = {}
         for m in self.modalities:
             h = self.context[m](features[m], lengths)
