@@ -12,6 +12,7 @@ FILE (YAML):
       full: {variant: full}
       text_only: {variant: text_only}
       no aux: {variant: full, set: [train.loss_weights.unimodal=0]}
+      constant audio+visual: {variant: full, zero: [audio, visual]}   # those inputs replaced by zeros
 
 Runs land in results/experiments/<file stem>/<config>/seed<k>/ (ignored by git) and are reused
 when their configuration has not changed, so adding a configuration trains only that one. Each
@@ -53,7 +54,7 @@ def _ensure_store(params, dataset: str) -> None:
 
 
 def _train(job: tuple) -> dict:
-    dataset, variant, sets, seed, out = job
+    dataset, variant, sets, seed, out, zero = job
     import torch
 
     from maln.config import load_params
@@ -63,6 +64,8 @@ def _train(job: tuple) -> dict:
     torch.set_num_threads(1)
     params = load_params(REPO / "params.yaml", sets)
     run = Run(params, dataset, variant, threads=1)
+    for m in zero:  # a diagnostic: the modality is constant, so it carries nothing, not even noise
+        run.data.features[m].zero_()
     metrics = run.train_seed(seed, Path(out), progress=False)
     history = [line.split(",") for line in (Path(out) / "history.csv").read_text().splitlines()]
     ce = history[0].index("ce")
@@ -78,7 +81,11 @@ def _train(job: tuple) -> dict:
             if m != "text":
                 run.data.features[m] = torch.zeros_like(run.data.features[m])
         text_input = metrics_of(predict(model, run.data, run.splits["test"], bs), names)["weighted_f1"]
+    probes = metrics.get("invariance", {})
     return {"valid": metrics["valid"]["weighted_f1"], "test": metrics["test"]["weighted_f1"],
+            "probe_common": probes.get("common_modality_accuracy", float("nan")),
+            "probe_specific": probes.get("specific_modality_accuracy", float("nan")),
+            "probe_emotion": probes.get("common_emotion_accuracy", float("nan")),
             "train": train_wf1, "test_text_input": text_input,
             "best_epoch": metrics["best_epoch"], "final_train_ce": float(history[-1][ce]),
             "parameters": metrics["parameters"]}
@@ -106,7 +113,7 @@ def main() -> int:
     _ensure_store(load_params(REPO / "params.yaml", common), dataset)
     base = REPO / "results" / "experiments" / args.file.stem
     jobs = {(name, seed): (dataset, c.get("variant", "full"), common + list(c.get("set", [])), seed,
-                           str(base / _slug(name) / f"seed{seed}"))
+                           str(base / _slug(name) / f"seed{seed}"), tuple(c.get("zero", ())))
             for name, c in configs.items() for seed in seeds}
     t0 = time.time()
     with ProcessPoolExecutor(args.jobs) as pool:
@@ -114,17 +121,20 @@ def main() -> int:
     lines = [f"Controlled experiments on {dataset} ({args.file}), seeds {seeds}; weighted F1 (%), mean ± std "
              f"over seeds; validation-selected epoch. Common overrides: {common or 'none'}.", "",
              "| configuration | variant | overrides | valid WF1 | test WF1 | train WF1 (selected) | test WF1, text input only "
-             "| best epoch | final train CE | parameters |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| best epoch | final train CE | modality probe, common | modality probe, specific | emotion probe, common "
+             "| parameters |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     summary = {}
     for name, c in configs.items():
         rs = [results[(name, s)] for s in seeds]
         summary[name] = {k: [r[k] for r in rs] for k in rs[0]}
-        lines.append(f"| {name} | {c.get('variant', 'full')} | {', '.join(c.get('set', [])) or '–'} | "
+        changes = list(c.get("set", [])) + [f"{m} input zeroed" for m in c.get("zero", ())]
+        lines.append(f"| {name} | {c.get('variant', 'full')} | {', '.join(changes) or '–'} | "
                      f"{_fmt([r['valid'] for r in rs])} | {_fmt([r['test'] for r in rs])} | "
                      f"{_fmt([r['train'] for r in rs])} | {_fmt([r['test_text_input'] for r in rs])} | "
                      f"{np.mean([r['best_epoch'] for r in rs]):.1f} | {np.mean([r['final_train_ce'] for r in rs]):.3f} | "
-                     f"{rs[0]['parameters']:,} |")
+                     f"{_fmt([r['probe_common'] for r in rs])} | {_fmt([r['probe_specific'] for r in rs])} | "
+                     f"{_fmt([r['probe_emotion'] for r in rs])} | {rs[0]['parameters']:,} |")
     lines += ["", f"{len(jobs)} runs in {time.time() - t0:.0f} s; command: "
               f"`python benchmarks/experiments.py {args.file}`"]
     text = "\n".join(lines) + "\n"

@@ -152,6 +152,10 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, layout: str | N
     with tempfile.TemporaryDirectory() as tmp:
         write_store(raw, Path(tmp) / "store", "predict", 0.1, [{"role": "main", "path": str(input_path)}])
         store = load_store(Path(tmp) / "store")
+        limit = ckpt["config"]["model"]["sclm"]["max_positions"]
+        if model.sclm is not None and store.lengths().max() > limit:
+            raise MalnError(f"{input_path}: a dialogue has {store.lengths().max()} utterances; the model's "
+                            f"position embeddings cover {limit} (model.sclm.max_positions)")
         data = DeviceData(store, model.modalities, device)
         p = predict(model, data, store.dialogues("test"), ckpt["config"]["train"]["batch_dialogues"])
         from maln.train import write_predictions

@@ -31,11 +31,12 @@ from maln.data.batching import DeviceData
 from maln.data.prepare import store_dir
 from maln.data.store import Store, load_store
 from maln.devices import Placement, place
-from maln.errors import MalnError
+from maln.errors import ConfigError, MalnError
 from maln.evaluate import Predictions, autocast, metrics_of, predict
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
+from maln.probes import invariance
 from maln.study import run_path
 
 # What a finished run leaves in its folder; metrics.json is written last and marks completion.
@@ -111,6 +112,10 @@ class Run:
             # ...which also NaN-fills every fresh allocation, costing seconds per epoch at the paper's
             # sizes; nothing here reads memory it has not written, so results stay deterministic.
             torch.utils.deterministic.fill_uninitialized_memory = False
+        longest = int(self.store.lengths().max())
+        if self.variant.sclm and longest > self.model_cfg.sclm_max_positions:
+            raise ConfigError(f"model.sclm.max_positions: {self.model_cfg.sclm_max_positions} is shorter than the "
+                              f"longest dialogue of {dataset} ({longest} utterances)")
         self.data = DeviceData(self.store, self.modalities, self.device)
         self.splits = {s: self.store.dialogues(s) for s in ("train", "valid", "test")}
         if not len(self.splits["valid"]):
@@ -119,6 +124,7 @@ class Run:
     def build_model(self, seed: int) -> MALN:
         torch.manual_seed(seed)
         model = MALN(self.store.modalities, len(self.store.class_names), self.model_cfg, self.variant, self.dataset)
+        model.set_statistics(self.store.standardization)
         return model.to(self.device)
 
     def train_seed(self, seed: int, out_dir: Path, force: bool = False, progress: bool | None = None) -> dict:
@@ -162,7 +168,7 @@ class Run:
             torch.manual_seed(_epoch_seed(seed, epoch))
             rng = np.random.default_rng([seed, epoch])
             batches = self.data.training_batches(self.splits["train"], cfg.batch_dialogues, rng)
-            losses = self._train_epoch(step, model, batches, optimizer, weights, class_weights)
+            losses = self._train_epoch(step, model, batches, optimizer, weights, class_weights, (epoch - 1) / cfg.epochs)
             if not np.isfinite(losses["loss"]):
                 raise MalnError(f"training diverged: loss {losses['loss']} at epoch {epoch} "
                                 "(try a lower train.lr or train.grad_clip)")
@@ -185,7 +191,8 @@ class Run:
                                        "store_hash": self.store.hash, "model": model.state_dict(),
                                        "optimizer": optimizer.state_dict(), **state})
             line = (f"epoch {epoch}/{cfg.epochs} loss {losses['loss']:.4f} (ce {losses['ce']:.3f} uni "
-                    f"{losses['unimodal']:.3f} adv {losses['adversarial']:.3f} orth {losses['orthogonality']:.3f}) "
+                    f"{losses['unimodal']:.3f} adv {losses['adversarial']:.3f} disc {losses['discriminator']:.3f} "
+                    f"orth {losses['orthogonality']:.3f}) "
                     f"valid acc {100 * valid['accuracy']:.2f} wf1 {100 * valid['weighted_f1']:.2f}"
                     f"{' *' if improved else ''} [{time.perf_counter() - t0:.2f}s]")
             if show:
@@ -203,14 +210,17 @@ class Run:
         _remove_checkpoints(out_dir)
         return metrics
 
-    def _train_epoch(self, step, model, batches, optimizer, weights, class_weights) -> dict:
+    def _train_epoch(self, step, model, batches, optimizer, weights, class_weights, start: float = 0.0) -> dict:
+        """One pass over `batches`; `start` is the share of training done before it (the progress
+        that a scheduled adversary ramps on advances by 1 / epochs over the epoch)."""
         model.train()
         sums, total = {}, 0
-        for idx in batches:
+        for i, idx in enumerate(batches):
             b = self.data.batch(idx)
             with autocast(self.device, self.train_cfg.bf16):
                 out = step(b.features, b.speakers, b.mask, b.lengths)
-            terms = model.loss(out, b.labels, b.mask, weights, class_weights)
+            progress = start + i / (len(batches) * self.train_cfg.epochs)
+            terms = model.loss(out, b.labels, b.mask, weights, class_weights, progress)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             if self.train_cfg.grad_clip:
@@ -226,6 +236,10 @@ class Run:
         cfg, names = self.train_cfg, self.store.class_names
         valid = predict(model, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16)
         test = predict(model, self.data, self.splits["test"], cfg.batch_dialogues, cfg.bf16, keep_features=True)
+        probes = None
+        if test.common is not None:  # multimodal: how modality-invariant the common features are
+            train = predict(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16, keep_features=True)
+            probes = invariance(*({"specific": p.specific, "common": p.common, "gold": p.gold} for p in (train, test)))
         write_predictions(out_dir / "predictions.csv", test, self.store)
         write_history(out_dir / "history.csv", state["history"])
         write_features(out_dir / "features.npz", test, model.modalities, names)
@@ -241,6 +255,7 @@ class Run:
             "dataset": self.dataset, "variant": self.variant_name, "seed": seed,
             "modalities": list(model.modalities), "class_names": list(names),
             "valid": metrics_of(valid, names), "test": metrics_of(test, names),
+            **({"invariance": probes} if probes else {}),
             "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
             "stopped_early": state["epoch"] < cfg.epochs,
             "started_at": round(self._started, 3), "finished_at": round(time.time(), 3),
@@ -256,6 +271,11 @@ class Run:
         _log(f"{self.dataset}/{self.variant_name}/seed{seed}: best epoch {state['best_epoch']}, "
              f"valid WF1 {100 * metrics['valid']['weighted_f1']:.2f}, test acc {100 * t['accuracy']:.2f} "
              f"WF1 {100 * t['weighted_f1']:.2f} macro-F1 {100 * t['macro_f1']:.2f} -> {out_dir}")
+        if probes:
+            _log(f"{self.dataset}/{self.variant_name}/seed{seed}: modality probe accuracy on common features "
+                 f"{probes['common_modality_accuracy']:.3f} (chance {probes['chance']:.3f}), on specific features "
+                 f"{probes['specific_modality_accuracy']:.3f}; emotion probe on common features "
+                 f"{probes['common_emotion_accuracy']:.3f}")
         return metrics
 
 

@@ -28,7 +28,7 @@ def test_schema_layout_enum_is_the_layout_registry():
         ("datasets.iemocap.url=ftp://example.org/x.pkl", "datasets.iemocap.url: 'ftp://example.org/x.pkl' does not match"),
         ("datasets.meld.path=x.pkl", "datasets.meld: give either url + sha1"),
         ("datasets.iemocap.sha1=abc", "datasets.iemocap.sha1: 'abc' does not match"),
-        ("model.width=50", "model.sclm.heads: 4 does not divide model.width 50"),
+        ("model.width=50", "model.attention_heads: 4 does not divide model.width 50"),
         ("datasets.synthetic-meld.overrides.train.lr=0", "datasets.synthetic-meld.overrides.train.lr: 0 is less than or equal"),
     ],
 )

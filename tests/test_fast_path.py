@@ -9,7 +9,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from conftest import run_maln, without_timing
 from maln.model.context import ContextEncoder
-from maln.model.gru import bidirectional_gru
+from maln.model.fast_gru import bidirectional_gru
 
 
 def reference(gru, x, lengths):
@@ -45,7 +45,7 @@ def test_fast_and_plain_paths_give_the_same_losses_gradients_and_predictions(syn
 
     # dropout off: the two paths draw their dropout masks differently, everything else must agree
     params = load_params(synthetic_project / "params.yaml",
-                         ["model.dropout=0", "model.feature_dropout=0", "model.head_dropout=0"])
+                         ["model.dropout=0", "model.common_dropout=0", "model.fusion_dropout=0", "model.context.dropout=0"])
     run = Run(params, "synthetic-iemocap", "full", threads=1)
     batch = run.data.batch(np.argsort(run.data.lengths)[-6:])
     results = {}

@@ -1,5 +1,7 @@
 """The model's promises, each checked so that it fails when the behaviour breaks."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -8,16 +10,18 @@ from builders import dialogues, raw_tuple, write_pickle
 from maln.data import readers
 from maln.data.batching import DeviceData
 from maln.data.store import load_store, write_store
-from maln.model.amdm import GradientReversal, orthogonality_loss
+from maln.model.amdm import AMDM, masked_cross_entropy, orthogonality_loss, ramp, reverse_gradient
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.sclm import masked_mean
 from maln.model.variants import VARIANTS
 from maln.errors import NotApplicable
 
-CFG = ModelConfig(width=16, context_hidden={"text": 8, "audio": 6, "visual": 6}, context_layers=2, sclm_layers=1,
-                  sclm_heads=2, sclm_feedforward=32, attention_heads=4, discriminator_hidden=16, grl_scale=1.0,
-                  dropout=0.1, feature_dropout=0.3, head_dropout=0.66, input_dropout=0.0, modality_dropout=0.0)
+CFG = ModelConfig(width=16, context_hidden={"text": 8, "audio": 6, "visual": 6}, context_layers=2, context_dropout=0.5,
+                  sclm_reads="context", sclm_pool="speaker", sclm_layers=1, sclm_heads=2, sclm_feedforward=32,
+                  sclm_max_positions=64, attention_heads=4, cross_gate=True, fusion="specific", adversary="reversal",
+                  discriminator_hidden=16, grl_scale=1.0, dropout=0.1, common_dropout=0.3, fusion_dropout=0.66,
+                  standardize=True, input_dropout=0.0, input_noise=0.0, modality_dropout=0.0)
 DIMS = {"text": 7, "audio": 5, "visual": 3}
 WEIGHTS = LossWeights(unimodal=0.1, adversarial=0.01, orthogonality=0.05)
 
@@ -99,10 +103,85 @@ def test_nine_party_dialogues_train(data):
 
 def test_gradient_reversal_negates_the_gradient():
     x = torch.randn(5, 3, requires_grad=True)
-    y = GradientReversal(2.5)(x)
+    y = reverse_gradient(x, 2.5)
     torch.testing.assert_close(y, x)
     (y * torch.arange(3.0)).sum().backward()
     torch.testing.assert_close(x.grad, -2.5 * torch.arange(3.0).expand(5, 3))
+
+
+def test_scheduled_reversal_ramps_from_zero_to_one():
+    assert ramp(0.0) == 0.0 and 0.98 < ramp(0.5) < ramp(1.0) < 1.0
+    assert all(ramp(a) < ramp(b) for a, b in [(0.0, 0.05), (0.05, 0.2), (0.2, 0.4)])
+
+
+def _amdm(adversary, modalities=("text", "audio", "visual")):
+    torch.manual_seed(0)
+    amdm = AMDM({m: 4 for m in modalities}, 6, 0.0, 0.0, adversary, 8, 1.0).eval()
+    mask = torch.tensor([[True, True, True, True, False]])
+    spec = {m: torch.randn(1, 5, 6, requires_grad=True) for m in modalities}
+    comm = {m: torch.randn(1, 5, 6, requires_grad=True) for m in modalities}
+    return amdm, spec, comm, mask
+
+
+def test_reversal_is_the_authors_one_term_summed_over_modalities():
+    amdm, spec, comm, mask = _amdm("reversal")
+    by_hand = sum(masked_cross_entropy(amdm.discriminator(f[m]), torch.full((1, 5), i), mask)
+                  for f in (spec, comm) for i, m in enumerate(amdm.modalities))
+    encoders, own = amdm.adversarial_loss(spec, comm, mask)
+    torch.testing.assert_close(encoders, by_hand)
+    assert own.item() == 0.0
+    encoders.backward()  # reversed on the common features, as is on the specific ones
+    x = comm["text"].detach().requires_grad_()
+    masked_cross_entropy(amdm.discriminator(x), torch.zeros(1, 5, dtype=torch.long), mask).backward()
+    torch.testing.assert_close(comm["text"].grad, -x.grad)
+
+
+@pytest.mark.parametrize("adversary", ["scheduled", "confusion"])
+def test_discriminator_and_encoders_learn_from_separate_terms(adversary):
+    amdm, spec, comm, mask = _amdm(adversary)
+    encoders, own = amdm.adversarial_loss(spec, comm, mask, progress=0.5)
+    own.backward(retain_graph=True)
+    assert all(p.grad.abs().sum() > 0 for p in amdm.discriminator.parameters())
+    assert spec["text"].grad is None and comm["text"].grad is None  # its own term never moves the encoders
+    amdm.zero_grad()
+    encoders.backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in amdm.discriminator.parameters())
+    assert comm["text"].grad.abs().sum() > 0 and spec["text"].grad is None
+
+
+def test_confusion_is_smallest_where_the_discriminator_cannot_tell_modalities_apart():
+    amdm, spec, comm, mask = _amdm("confusion", ("text", "audio"))
+    torch.nn.init.zeros_(amdm.discriminator.net[-1].weight)  # a discriminator that outputs 50/50
+    torch.nn.init.zeros_(amdm.discriminator.net[-1].bias)
+    encoders, _ = amdm.adversarial_loss(spec, comm, mask)
+    torch.testing.assert_close(encoders, torch.tensor(2 * math.log(2)))
+
+
+def test_cross_modal_block_starts_closed_and_opens_with_training():
+    from maln.model.fusion import CrossModalAttention
+
+    torch.manual_seed(0)
+    block = CrossModalAttention(8, 2, 0.0)
+    text, audio = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    mask = torch.ones(2, 5, dtype=torch.bool)
+    out = block(text, [audio], mask)
+    assert out.shape == (2, 5, 16) and out.abs().max() == 0
+    (out * torch.randn_like(out)).sum().backward()  # (a plain sum of layer-normalised rows is 0)
+    assert block.gate.grad is not None and block.gate.grad.abs() > 0
+    assert CrossModalAttention(8, 2, 0.0, gate=False)(text, [audio], mask).abs().max() > 0
+
+
+def test_inputs_are_standardised_with_the_statistics_saved_in_the_weights(data):
+    model = model_for("full")
+    stats = {m: (np.full(d, 3.0, dtype=np.float32), np.full(d, 2.0, dtype=np.float32)) for m, d in DIMS.items()}
+    model.set_statistics(stats)
+    state = model.state_dict()
+    assert torch.equal(state["standardize.visual.mean"], torch.full((3,), 3.0))
+    b = data.batch(np.argsort(data.lengths)[[0, -1]])  # the shortest and the longest: padding
+    assert (~b.mask).any()
+    x = model.prepare_inputs(b.features, b.mask)
+    torch.testing.assert_close(x["text"][b.mask], (b.features["text"][b.mask] - 3.0) / 2.0)
+    assert x["text"][~b.mask].abs().max() == 0
 
 
 def test_orthogonality_loss_is_zero_for_orthogonal_features_and_positive_otherwise():
@@ -128,6 +207,17 @@ def test_orthogonality_loss_ignores_padding():
     junk_a[0, 4:] = 1e3
     junk_b[0, 4:] = -7
     torch.testing.assert_close(orthogonality_loss(junk_a, junk_b, mask), orthogonality_loss(a, b, mask))
+
+
+def test_orthogonality_loss_does_not_grow_with_the_number_of_utterances():
+    # correlated features (b = a + noise): the authors' ||A B^T||^2 grows with the batch, this one not
+    torch.manual_seed(2)
+    values = []
+    for n in (50, 500, 2000):
+        a = torch.randn(1, n, 8)
+        b = a + torch.randn(1, n, 8)
+        values.append(orthogonality_loss(a, b, torch.ones(1, n, dtype=torch.bool)).item())
+    assert max(values) / min(values) < 1.5 and min(values) > 0.05
 
 
 def test_losses_ignore_padding(data):

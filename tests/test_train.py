@@ -49,13 +49,16 @@ def test_a_run_leaves_every_output(trained):
     ckpt = torch.load(out / "model.pt", weights_only=True)
     assert ckpt["epoch"] == metrics["best_epoch"] and ckpt["class_names"] == metrics["class_names"]
     history = (out / "history.csv").read_text().splitlines()
-    assert history[0].split(",")[:6] == ["epoch", "ce", "unimodal", "adversarial", "orthogonality", "loss"]
+    assert history[0].split(",")[:7] == ["epoch", "ce", "unimodal", "adversarial", "discriminator", "orthogonality", "loss"]
     assert len(history) == 5
     rows = (out / "predictions.csv").read_text().splitlines()
     assert rows[0].startswith("dialogue_id,position,speaker,gold,predicted,p_hap")
     assert len(rows) - 1 == metrics["test"]["n"]
     probs = np.array([[float(x) for x in r.split(",")[5:]] for r in rows[1:]])
     np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-3)
+    probes = metrics["invariance"]
+    assert probes["chance"] == pytest.approx(1 / 3)
+    assert 0 <= probes["common_modality_accuracy"] <= 1 and probes["specific_modality_accuracy"] > 0.9
     feats = np.load(out / "features.npz", allow_pickle=False)
     assert feats["specific"].shape == (metrics["test"]["n"], 3, 48) == feats["common"].shape
     assert re.search(r"epoch 4/4 loss [0-9.]+ .* valid acc [0-9.]+ wf1 [0-9.]+", proc.stderr)  # per-epoch log lines

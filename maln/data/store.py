@@ -6,6 +6,9 @@ data/features/<dataset>/
   speakers.npy     int64 [utterances]: party index within the dialogue
   labels.npy       int64 [utterances]
   split.npy        int8 [dialogues]: 0 train, 1 valid, 2 test
+  <modality>.mean.npy, <modality>.std.npy
+                   float32 [dim]: each feature's mean and standard deviation over the training
+                   split's utterances (1 where a feature is constant), for the model's standardisation
   meta.json        dataset, layout, class names, modality dimensions, dialogue ids, split sizes and
                    rule, source files with their hashes, the SHA-256 of every array, store_hash
 
@@ -29,7 +32,7 @@ from maln.errors import DataError
 from maln.io import DIR_MODE, FILE_MODE, canonical_hash, sha256_file
 
 FORMAT = "maln-store"
-VERSION = 1
+VERSION = 2
 VALID_RULE = (
     "valid = the round(valid_fraction * n_train) training dialogues with the smallest "
     "SHA-256(dialogue id) (at least 1); used only when the file ships no validation list"
@@ -53,6 +56,7 @@ class Store:
     speakers: np.ndarray
     labels: np.ndarray
     split: np.ndarray
+    arrays: dict  # every array by name, the ones above included
 
     @property
     def name(self) -> str:
@@ -69,6 +73,11 @@ class Store:
     @property
     def dialogue_ids(self) -> list[str]:
         return self.meta["dialogue_ids"]
+
+    @property
+    def standardization(self) -> dict:
+        """modality -> (mean, std) of each feature over the training split."""
+        return {m: (np.asarray(self.arrays[f"{m}.mean"]), np.asarray(self.arrays[f"{m}.std"])) for m in self.modalities}
 
     @property
     def hash(self) -> str:
@@ -101,6 +110,7 @@ def write_store(raw: RawDataset, out_dir: Path, dataset: str, valid_fraction: fl
         "split": np.array([split_of[k] for k in order], dtype=np.int8),
         **{m: np.concatenate([d.features[m] for d in dialogues]).astype(np.float32) for m in raw.modalities},
     }
+    arrays.update(training_statistics(arrays, raw.modalities, lengths))
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
@@ -136,6 +146,19 @@ def write_store(raw: RawDataset, out_dir: Path, dataset: str, valid_fraction: fl
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return meta
+
+
+def training_statistics(arrays: dict, modalities, lengths: np.ndarray) -> dict:
+    """Per-feature mean and std of each modality over the training split's utterances (the model
+    standardises its inputs with them; fitted on train only, so valid and test stay unseen)."""
+    rows = np.repeat(arrays["split"] == SPLITS.index("train"), lengths)
+    out = {}
+    for m in modalities:
+        x = arrays[m][rows].astype(np.float64)
+        std = x.std(0) if len(x) else np.ones(arrays[m].shape[1])
+        out[f"{m}.mean"] = (x.mean(0) if len(x) else np.zeros(arrays[m].shape[1])).astype(np.float32)
+        out[f"{m}.std"] = np.where(std > 1e-6 * (1 + np.abs(out[f"{m}.mean"])), std, 1.0).astype(np.float32)
+    return out
 
 
 def _replace_dir(new: Path, target: Path) -> None:
@@ -184,4 +207,5 @@ def load_store(path: str | Path, verify: bool = True, mmap: bool = True) -> Stor
         speakers=np.asarray(arrays["speakers"]),
         labels=np.asarray(arrays["labels"]),
         split=np.asarray(arrays["split"]),
+        arrays=arrays,
     )

@@ -2,17 +2,37 @@
 
 Each modality's representation is split into a *specific* part (its own, diverse information) and
 a *common* part (a per-modality projection followed by one projection shared by all modalities).
-A modality discriminator learns to tell modalities apart; it sees the specific features directly,
-and the common features through a gradient-reversal layer, so the encoders learn common features
-that do not give their modality away. An orthogonality loss keeps specific features of different
+A modality discriminator learns to tell modalities apart from the specific features; on the common
+features the encoders play against it, so that the common features stop giving their modality
+away. How they play is `model.adversary`:
+
+- `reversal` (the paper and the authors' code): one term, lambda_adv * sum_m [CE(D(specific_m)) +
+  CE(D(GRL(common_m)))]. The discriminator learns only at lambda_adv's rate (0.01: it stays weak),
+  and the encoders are rewarded for making it *wrong*, which a consistent relabelling of the
+  modalities achieves as well as invariance does.
+- `scheduled` (domain-adversarial training): the discriminator learns at full strength from
+  detached features; the encoders maximise its cross-entropy on the common features with weight
+  lambda_adv * ramp(progress), the ramp going from 0 at the start of training to 1, so the
+  discriminator is competent before the encoders are pushed against it.
+- `confusion`: the same discriminator; the encoders minimise the cross-entropy between its output
+  on the common features and the uniform distribution (weight lambda_adv). Their optimum is
+  features it cannot tell apart at all, not features it gets wrong.
+
+In the last two the encoders face a frozen copy of the discriminator, so their term never trains
+it, and its own term never moves them. An orthogonality loss keeps specific features of different
 modalities, and each modality's common and specific features, apart.
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
+
+ADVERSARIES = ("reversal", "scheduled", "confusion", "linear")
 
 
 class _Reverse(torch.autograd.Function):
@@ -26,77 +46,131 @@ class _Reverse(torch.autograd.Function):
         return -ctx.scale * grad, None
 
 
-class GradientReversal(nn.Module):
+def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Identity forward; multiplies the gradient by -scale backward."""
+    return _Reverse.apply(x, scale)
 
-    def __init__(self, scale: float = 1.0):
-        super().__init__()
-        self.scale = scale
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _Reverse.apply(x, self.scale)
+def ramp(progress: float) -> float:
+    """Domain-adversarial training's schedule: 0 at the start of training, near 1 by its middle."""
+    return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
 
 
 class ModalityDiscriminator(nn.Module):
-    """MLP from a feature to one logit per modality."""
+    """MLP from a feature to one logit per modality (the authors' layer order)."""
 
     def __init__(self, width: int, hidden: int, n_modalities: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(width, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_modalities))
+        self.net = nn.Sequential(nn.Linear(width, hidden), nn.Dropout(dropout), nn.ReLU(), nn.Linear(hidden, n_modalities))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
 
 def orthogonality_loss(a: torch.Tensor, b: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """||A^T B||_F^2 / n over the n real utterances, A and B centred over the utterances and
-    L2-normalised per utterance. A^T B compares features with features across utterances (the
-    soft subspace-orthogonality of domain separation networks): the loss is zero when no feature
-    of A correlates with any feature of B. Padding rows are zeroed rather than dropped, so no
-    data-dependent shape (and no host sync) is needed."""
+    """Mean squared correlation between the features of A and those of B over the batch's real
+    utterances: every feature is centred and scaled to unit norm over the utterances, so A^T B holds
+    Pearson correlations and the loss lies in [0, 1] whatever the batch size (the authors' ||A B^T||^2
+    and the unnormalised ||A^T B||^2 grow with the number of utterances, so a weight tuned on one
+    batch size does not transfer to another). Zero when no feature of A correlates with any feature
+    of B. Padding rows are zeroed rather than dropped: no data-dependent shape, no host sync."""
     m = mask.reshape(-1, 1).to(a.dtype)
     a, b = a.reshape(-1, a.shape[-1]), b.reshape(-1, b.shape[-1])
     n = m.sum().clamp(min=1.0)
-    a = F.normalize((a - (a * m).sum(0) / n) * m, dim=1)
-    b = F.normalize((b - (b * m).sum(0) / n) * m, dim=1)
-    return (a.T @ b).pow(2).sum() / n
+    a = F.normalize((a - (a * m).sum(0) / n) * m, dim=0)
+    b = F.normalize((b - (b * m).sum(0) / n) * m, dim=0)
+    return (a.T @ b).pow(2).mean()
 
 
 def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the real utterances: logits [..., C], target and mask [...]."""
-    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), target.reshape(-1), reduction="none")
+    """Mean cross-entropy over the real utterances: logits [..., C], target and mask [...]; a float
+    target [..., C] is a distribution."""
+    flat = logits.reshape(-1, logits.shape[-1]).float()
+    target = target.reshape(-1, logits.shape[-1]) if target.is_floating_point() else target.reshape(-1)
+    loss = F.cross_entropy(flat, target, reduction="none")
     m = mask.reshape(-1).to(loss.dtype)
     return (loss * m).sum() / m.sum().clamp(min=1.0)
 
 
+def linear_separability(x: torch.Tensor, mask: torch.Tensor, ridge: float = 0.1) -> torch.Tensor:
+    """The share of the modality's variance that the best linear read-out of x explains, refit in
+    closed form on this batch: x [M, B, T, W] (standardised), a ridge regression of the centred
+    one-hot modality on x (penalty ridge * n); 0 when no linear function of x tells the
+    modalities apart, 1 when one does perfectly. Differentiable through the solve, so the encoders
+    minimise it against a discriminator that is always at its optimum."""
+    n_mod = x.shape[0]
+    rows = mask.reshape(-1)
+    z = x.reshape(-1, x.shape[-1])[rows].float()
+    y = torch.eye(n_mod, device=x.device)[torch.arange(n_mod, device=x.device).view(-1, 1, 1).expand(x.shape[:3]).reshape(-1)[rows]]
+    y = y - y.mean(0)
+    n = z.shape[0]
+    gram = z.T @ z + ridge * n * torch.eye(z.shape[1], device=x.device)
+    fitted = z @ torch.linalg.solve(gram, z.T @ y)
+    return (fitted * y).sum() / (y * y).sum().clamp(min=1e-8)
+
+
+def _standardize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """x [..., W] minus the mean, over the std, of each feature over the real utterances."""
+    m = mask[..., None].to(x.dtype)
+    n = m.sum().clamp(min=1.0)
+    mean = (x * m).sum(tuple(range(x.dim() - 1))) / n
+    var = (((x - mean) * m) ** 2).sum(tuple(range(x.dim() - 1))) / n
+    return (x - mean) / (var + 1e-5).sqrt()
+
+
 class AMDM(nn.Module):
-    def __init__(self, modalities, in_width: int, width: int, feature_dropout: float, adversary: bool,
-                 discriminator_hidden: int, grl_scale: float, dropout: float):
+    def __init__(self, in_widths: dict, width: int, dropout: float, common_dropout: float, adversary: str | None,
+                 discriminator_hidden: int, grl_scale: float):
         super().__init__()
-        self.modalities = tuple(modalities)
-        self.specific = nn.ModuleDict(
-            {m: nn.Sequential(nn.Linear(in_width, width), nn.Tanh(), nn.Dropout(feature_dropout)) for m in modalities}
-        )
-        self.common_private = nn.ModuleDict({m: nn.Sequential(nn.Linear(in_width, width), nn.Tanh()) for m in modalities})
-        self.common_shared = nn.Sequential(nn.Linear(width, width), nn.Tanh(), nn.Dropout(feature_dropout))
-        self.discriminator = (
-            ModalityDiscriminator(width, discriminator_hidden, len(modalities), dropout) if adversary else None
-        )
-        self.reverse = GradientReversal(grl_scale)
+        self.modalities = tuple(in_widths)
+        self.specific = nn.ModuleDict({
+            m: nn.Sequential(nn.Linear(d, width), nn.Dropout(dropout), nn.Tanh()) for m, d in in_widths.items()})
+        self.common_private = nn.ModuleDict({
+            m: nn.Sequential(nn.Linear(d, width), nn.Dropout(common_dropout), nn.Tanh()) for m, d in in_widths.items()})
+        self.common_shared = nn.Sequential(nn.Linear(width, width), nn.Dropout(common_dropout), nn.Tanh())
+        if adversary is not None and adversary not in ADVERSARIES:
+            raise ValueError(f"unknown adversary {adversary!r}; known: {', '.join(ADVERSARIES)}")
+        self.adversary = adversary
+        self.discriminator = (ModalityDiscriminator(width, discriminator_hidden, len(in_widths), dropout)
+                              if adversary else None)
+        self.grl_scale = grl_scale
 
     def forward(self, x: dict) -> tuple[dict, dict]:
         specific = {m: self.specific[m](x[m]) for m in self.modalities}
         common = {m: self.common_shared(self.common_private[m](x[m])) for m in self.modalities}
         return specific, common
 
-    def adversarial_loss(self, specific: dict, common: dict, mask: torch.Tensor) -> torch.Tensor:
-        """Discriminator CE on specific features + on gradient-reversed common features."""
+    def adversarial_loss(self, specific: dict, common: dict, mask: torch.Tensor, progress: float = 1.0
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(encoders' term, discriminator's own term): the loss adds lambda_adv times the first and
+        the second as it is. Every term is summed over modalities, as in the authors' code (a mean
+        would divide lambda_adv by M)."""
+        n = len(self.modalities)
         s = torch.stack([specific[m] for m in self.modalities])  # [M, B, T, W]
         c = torch.stack([common[m] for m in self.modalities])
-        target = torch.arange(len(self.modalities), device=s.device).view(-1, 1, 1).expand(s.shape[:3])
+        target = torch.arange(n, device=s.device).view(-1, 1, 1).expand(s.shape[:3])
         masks = mask.expand(s.shape[:3])
-        return (masked_cross_entropy(self.discriminator(s), target, masks)
-                + masked_cross_entropy(self.discriminator(self.reverse(c)), target, masks))
+
+        def ce(x, y=target, params=None):  # summed over modalities: M x the mean over all of them
+            logits = self.discriminator(x) if params is None else functional_call(self.discriminator, params, (x,))
+            return n * masked_cross_entropy(logits, y, masks)
+
+        if self.adversary == "reversal":
+            return ce(s) + ce(reverse_gradient(c, self.grl_scale)), c.new_zeros(())
+        # The discriminator sees each kind of feature standardised over the batch's real utterances
+        # (all modalities pooled), as a fresh linear probe does: unscaled, the common features of
+        # different modalities differ along directions of small variance that it never picked up
+        # (0.4 accuracy for it, 1.0 for the probe); through the statistics the encoders cannot hide
+        # a difference by shrinking it.
+        s, c = _standardize(s, masks), _standardize(c, masks)
+        own = ce(s.detach()) + ce(c.detach())
+        frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
+        if self.adversary == "scheduled":
+            return -ramp(progress) * self.grl_scale * ce(c, params=frozen), own
+        if self.adversary == "linear":
+            return n * linear_separability(c, masks), own
+        uniform = torch.full((*s.shape[:3], n), 1.0 / n, device=s.device)
+        return ce(c, uniform, frozen), own
 
     def orthogonality(self, specific: dict, common: dict, mask: torch.Tensor) -> torch.Tensor:
         mods = self.modalities

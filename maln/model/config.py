@@ -6,22 +6,35 @@ from dataclasses import asdict, dataclass
 
 from maln.errors import ConfigError
 
+SCLM_READS = ("context", "features")
+SCLM_POOLS = ("speaker", "dialogue")
+FUSIONS = ("specific", "common")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
     width: int
-    context_hidden: dict  # modality -> GRU hidden size
+    context_hidden: dict  # modality -> GRU hidden size, also the context encoder's output size
     context_layers: int
+    context_dropout: float
+    sclm_reads: str  # context | features
+    sclm_pool: str  # speaker | dialogue
     sclm_layers: int
     sclm_heads: int
     sclm_feedforward: int
+    sclm_max_positions: int
     attention_heads: int
+    cross_gate: bool
+    fusion: str  # specific | common: what the cross-modal block and the classifier read
+    adversary: str  # amdm.ADVERSARIES
     discriminator_hidden: int
     grl_scale: float
     dropout: float
-    feature_dropout: float
-    head_dropout: float
+    common_dropout: float
+    fusion_dropout: float
+    standardize: bool
     input_dropout: float
+    input_noise: float
     modality_dropout: float
 
     def __post_init__(self):
@@ -35,16 +48,25 @@ class ModelConfig:
             width=d["width"],
             context_hidden=dict(d["context"]["hidden"]),
             context_layers=d["context"]["layers"],
+            context_dropout=d["context"]["dropout"],
+            sclm_reads=d["sclm"]["reads"],
+            sclm_pool=d["sclm"]["pool"],
             sclm_layers=d["sclm"]["layers"],
             sclm_heads=d["sclm"]["heads"],
             sclm_feedforward=d["sclm"]["feedforward"],
+            sclm_max_positions=d["sclm"]["max_positions"],
             attention_heads=d["attention_heads"],
+            cross_gate=d["cross_gate"],
+            fusion=d["fusion"],
+            adversary=d["adversary"],
             discriminator_hidden=d["discriminator_hidden"],
             grl_scale=d["grl_scale"],
             dropout=d["dropout"],
-            feature_dropout=d["feature_dropout"],
-            head_dropout=d["head_dropout"],
+            common_dropout=d["common_dropout"],
+            fusion_dropout=d["fusion_dropout"],
+            standardize=d["standardize"],
             input_dropout=d["input_dropout"],
+            input_noise=d["input_noise"],
             modality_dropout=d["modality_dropout"],
         )
 

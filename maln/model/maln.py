@@ -1,21 +1,23 @@
 """MALN, assembled as the paper describes it:
 
-  features --context encoder--> context_m --+--> x_m = [context_m ; sclm_m]
-  features --SCLM-------------> sclm_m -----+
-  x_m --AMDM--> specific_m, common_m (adversary + orthogonality as losses)
-  fused = [cross-modal attention(specific) ; sum_m common_m ; specific_1 ; ... ; specific_M]
-  fused --emotion classifier--> logits; [specific_m ; common_m] --aux classifier_m--> aux logits
+  features --standardise--> x_m --context encoder--> context_m --SCLM--> sclm_m
+  h_m = [context_m ; sclm_m]                       (H~_m, the AMDM's input)
+  h_m --AMDM--> specific_m, common_m               (adversary + orthogonality as losses)
+  fused = [cross-modal block(specific) ; sum_m common_m ; specific_1 ; ... ; specific_M]
+  fused --emotion classifier--> logits;  common_m --auxiliary classifier_m--> aux logits
 
 The fused representation combines commonality (the common sum) and diversity (the specific
-features and their cross-modal interactions), as the paper and the authors' README state (their
-last commit fed only the common features to the classifier). Single-modality variants skip AMDM:
-x_m goes straight to the classifier.
+features and their cross-modal interactions), as the paper's figure and the authors' README state;
+`fusion: common` gives what the authors' last commit did instead (the cross-modal block on the
+common features, no specific features in the classifier). Single-modality variants skip AMDM: h_m
+goes straight to the classifier.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -43,64 +45,102 @@ class LossWeights:
     orthogonality: float
 
 
+class Standardize(nn.Module):
+    """(x - mean) / std per feature, with the training split's statistics (set from the store by
+    `MALN.set_statistics`, saved with the weights, so a checkpoint standardises new data the same way)."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("std", torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
 class MALN(nn.Module):
     def __init__(self, dims: dict, n_classes: int, cfg: ModelConfig, variant: Variant, dataset: str = "the dataset"):
         super().__init__()
         self.modalities = variant.check(dims, dataset)
         self.variant = variant
+        self.fusion = cfg.fusion
         w = cfg.width
+        hidden = {m: cfg.context_hidden[m] for m in self.modalities}
+        self.standardize = nn.ModuleDict({m: Standardize(dims[m]) for m in self.modalities}) if cfg.standardize else None
+        self.input_dropout = nn.Dropout(cfg.input_dropout)
+        self.input_noise = cfg.input_noise
         self.context = nn.ModuleDict({
-            m: ContextEncoder(dims[m], cfg.context_hidden[m], cfg.context_layers, w, cfg.dropout) for m in self.modalities
+            m: ContextEncoder(dims[m], hidden[m], cfg.context_layers, cfg.context_dropout) for m in self.modalities
         })
+        self.sclm_reads_context = cfg.sclm_reads == "context"
         self.sclm = nn.ModuleDict({
-            m: SpeakerCharacteristics(dims[m], w, cfg.sclm_heads, cfg.sclm_layers, cfg.sclm_feedforward, cfg.dropout)
+            m: SpeakerCharacteristics(hidden[m] if self.sclm_reads_context else dims[m], w, cfg.sclm_heads,
+                                      cfg.sclm_layers, cfg.sclm_feedforward, cfg.dropout, cfg.sclm_max_positions,
+                                      cfg.sclm_pool)
             for m in self.modalities
         }) if variant.sclm else None
-        in_width = 2 * w if variant.sclm else w
+        in_widths = {m: hidden[m] + (w if variant.sclm else 0) for m in self.modalities}
         self.multimodal = len(self.modalities) > 1
-        if self.multimodal:
-            self.amdm = AMDM(self.modalities, in_width, w, cfg.feature_dropout, variant.adversary,
-                             cfg.discriminator_hidden, cfg.grl_scale, cfg.dropout)
-            self.cross = CrossModalAttention(w, cfg.attention_heads, cfg.dropout)
-            self.aux = nn.ModuleDict({m: nn.Linear(2 * w, n_classes) for m in self.modalities})
-            fused_width = 2 * w + w + len(self.modalities) * w
-        else:
-            fused_width = in_width
-        self.classifier = EmotionClassifier(fused_width, w, n_classes, cfg.head_dropout)
-        self.input_dropout = nn.Dropout(cfg.input_dropout)
         self.modality_dropout = cfg.modality_dropout if self.multimodal else 0.0
+        if self.multimodal:
+            self.amdm = AMDM(in_widths, w, cfg.dropout, cfg.common_dropout, cfg.adversary if variant.adversary else None,
+                             cfg.discriminator_hidden, cfg.grl_scale)
+            self.cross = CrossModalAttention(w, cfg.attention_heads, cfg.fusion_dropout, cfg.cross_gate)
+            self.aux = nn.ModuleDict({m: EmotionClassifier(w, w, n_classes, cfg.fusion_dropout) for m in self.modalities})
+            fused_width = 2 * w + w + (len(self.modalities) * w if self.fusion == "specific" else 0)
+        else:
+            fused_width = in_widths[self.modalities[0]]
+        self.classifier = EmotionClassifier(fused_width, w, n_classes, cfg.fusion_dropout)
 
-    def drop_inputs(self, features: dict, mask: torch.Tensor) -> dict:
-        """Training only: dropout on the raw features, and whole modalities of a dialogue zeroed with
-        probability modality_dropout (never all of them), so no path can carry the model alone."""
+    def set_statistics(self, statistics: dict) -> None:
+        """Per-feature (mean, std) of each modality over the training split (Store.standardization)."""
+        if self.standardize is not None:
+            for m in self.modalities:
+                mean, std = statistics[m]
+                self.standardize[m].mean.copy_(torch.from_numpy(np.array(mean, dtype=np.float32)))
+                self.standardize[m].std.copy_(torch.from_numpy(np.array(std, dtype=np.float32)))
+
+    def prepare_inputs(self, features: dict, mask: torch.Tensor) -> dict:
+        """Standardised features, zero on padding; in training, dropout on them and whole modalities of
+        a dialogue zeroed with probability modality_dropout (never all of them)."""
+        keep = mask[..., None]
+        if self.standardize is not None:
+            features = {m: self.standardize[m](features[m]) * keep for m in self.modalities}
         features = {m: self.input_dropout(features[m]) for m in self.modalities}
+        if self.training and self.input_noise > 0:
+            features = {m: f + self.input_noise * torch.randn_like(f) * keep for m, f in features.items()}
         if self.training and self.modality_dropout > 0:
-            keep = torch.rand(mask.shape[0], len(self.modalities), device=mask.device) >= self.modality_dropout
-            keep |= ~keep.any(1, keepdim=True)
-            features = {m: features[m] * keep[:, i, None, None].to(features[m].dtype) for i, m in enumerate(self.modalities)}
+            on = torch.rand(mask.shape[0], len(self.modalities), device=mask.device) >= self.modality_dropout
+            on |= ~on.any(1, keepdim=True)
+            features = {m: features[m] * on[:, i, None, None].to(features[m].dtype) for i, m in enumerate(self.modalities)}
         return features
 
     def forward(self, features: dict, speakers: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> MALNOutput:
-        features = self.drop_inputs(features, mask)
-        x = {}
+        features = self.prepare_inputs(features, mask)
+        h = {}
         for m in self.modalities:
-            h = self.context[m](features[m], lengths)
+            context = self.context[m](features[m], lengths)
             if self.sclm is not None:
-                h = torch.cat([h, self.sclm[m](features[m], speakers, mask)], dim=-1)
-            x[m] = h
+                sclm = self.sclm[m](context if self.sclm_reads_context else features[m], speakers, mask)
+                context = torch.cat([context, sclm], dim=-1)
+            h[m] = context
         if not self.multimodal:
-            return MALNOutput(self.classifier(x[self.modalities[0]]))
-        specific, common = self.amdm(x)
+            return MALNOutput(self.classifier(h[self.modalities[0]]))
+        specific, common = self.amdm(h)
+        source = specific if self.fusion == "specific" else common
         anchor, *others = self.modalities  # text when present
-        cross = self.cross(specific[anchor], [specific[m] for m in others], mask)
-        fused = torch.cat([cross, sum(common.values()), *(specific[m] for m in self.modalities)], dim=-1)
-        aux = {m: self.aux[m](torch.cat([specific[m], common[m]], dim=-1)) for m in self.modalities}
-        return MALNOutput(self.classifier(fused), aux, specific, common)
+        parts = [self.cross(source[anchor], [source[m] for m in others], mask), sum(common.values())]
+        if self.fusion == "specific":
+            parts += [specific[m] for m in self.modalities]
+        aux = {m: self.aux[m](common[m]) for m in self.modalities}
+        return MALNOutput(self.classifier(torch.cat(parts, dim=-1)), aux, specific, common)
 
     def loss(self, out: MALNOutput, labels: torch.Tensor, mask: torch.Tensor, weights: LossWeights,
-             class_weights: torch.Tensor | None = None) -> dict:
-        """L = CE + w_uni * sum_m CE(aux_m) + w_adv * discriminator CE + w_orth * L_orth, every term
-        averaged over the real utterances (labels are -100 on padding)."""
+             class_weights: torch.Tensor | None = None, progress: float = 1.0) -> dict:
+        """L = CE + w_uni * sum_m CE(aux_m) + w_adv * adversarial + discriminator + w_orth * L_orth, every
+        term averaged over the real utterances (labels are -100 on padding); `discriminator` is the
+        discriminator's own loss where it learns apart from the encoders (amdm.py). `progress` (0 at
+        the start of training, 1 at its end) drives the `scheduled` adversary's ramp."""
 
         def ce(logits):
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
@@ -109,9 +149,10 @@ class MALN(nn.Module):
         terms = {"ce": ce(out.logits)}
         zero = terms["ce"].new_zeros(())
         terms["unimodal"] = sum((ce(a) for a in out.aux_logits.values()), zero)
-        terms["adversarial"] = (self.amdm.adversarial_loss(out.specific, out.common, mask)
-                                if self.multimodal and self.amdm.discriminator is not None else zero)
+        terms["adversarial"], terms["discriminator"] = (
+            self.amdm.adversarial_loss(out.specific, out.common, mask, progress)
+            if self.multimodal and self.amdm.discriminator is not None else (zero, zero))
         terms["orthogonality"] = self.amdm.orthogonality(out.specific, out.common, mask) if self.multimodal else zero
-        terms["loss"] = (terms["ce"] + weights.unimodal * terms["unimodal"]
-                         + weights.adversarial * terms["adversarial"] + weights.orthogonality * terms["orthogonality"])
+        terms["loss"] = (terms["ce"] + weights.unimodal * terms["unimodal"] + weights.adversarial * terms["adversarial"]
+                         + terms["discriminator"] + weights.orthogonality * terms["orthogonality"])
         return terms

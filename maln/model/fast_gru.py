@@ -1,4 +1,4 @@
-"""A GRU layer with its own backward pass, for the CPU.
+"""A speed kernel, not a stage of the paper: a GRU layer with its own backward pass, for the CPU.
 
 PyTorch's CPU GRU runs the recurrence step by step through autograd, and its backward pass costs
 about 3.5x its forward. The math needs far less: the input projections of all time steps are one
