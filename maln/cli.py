@@ -68,6 +68,20 @@ def cmd_train(args) -> int:
     return 0
 
 
+def cmd_baseline(args) -> int:
+    from maln.baselines import run_baselines
+    from maln.data.prepare import store_dir
+    from maln.data.store import load_store
+    from maln.study import baseline_path
+
+    params = _params(args)
+    for name in args.datasets:
+        params.dataset(name)
+        store = load_store(store_dir(params, name))
+        run_baselines(store, name, params.data["baselines"]["logreg_C"], params.root / baseline_path(name))
+    return 0
+
+
 def cmd_evaluate(args) -> int:
     import json
 
@@ -150,6 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="retrain even if the run folder holds a finished run of this configuration")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("baseline", parents=[common],
+                       help="majority class and logistic regressions on a prepared dataset (results/baselines/)")
+    p.add_argument("datasets", nargs="+", metavar="DATASET")
+    p.set_defaults(func=cmd_baseline)
 
     p = sub.add_parser("evaluate", parents=[common], help="recompute a checkpoint's test metrics from the store")
     p.add_argument("--checkpoint", required=True, type=Path, help="a run's model.pt")

@@ -52,3 +52,7 @@ def seed_chunks(params_data: dict) -> list[tuple[int, ...]]:
 
 def run_path(dataset: str, variant: str, seed: int) -> Path:
     return Path("results") / "runs" / dataset / variant / f"seed{seed}"
+
+
+def baseline_path(dataset: str) -> Path:
+    return Path("results") / "baselines" / f"{dataset}.json"

@@ -61,6 +61,12 @@ def tiny_study(synthetic_project, tmp_path_factory):
         run = Run(params, dataset, variant, threads=1)
         for seed in (0, 1):
             run.train_seed(seed, root / f"results/runs/{dataset}/{variant}/seed{seed}", progress=False)
+    from maln.baselines import run_baselines
+    from maln.data.store import load_store
+    from maln.study import baseline_path
+
+    for dataset in ("synthetic-iemocap", "synthetic-meld"):
+        run_baselines(load_store(root / "data/features" / dataset), dataset, [0.01, 0.1], root / baseline_path(dataset))
     aggregate(params)
     return root, params
 

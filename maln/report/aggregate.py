@@ -48,6 +48,11 @@ def summary(study: Study) -> dict:
                 row[f"{split}_{short}_std"] = round(s, 2) if not np.isnan(s) else 0.0
         row["n"] = len(runs)
         out[c.dataset][c.variant] = row
+    for dataset, baselines in study.baselines.items():
+        for b in baselines:
+            row = {f"{split}_{short}_{stat}": round(100 * b.metrics[split][key], 2) if stat == "mean" else 0.0
+                   for split in ("test", "valid") for short, key in METRICS.items() for stat in ("mean", "std")}
+            out.setdefault(dataset, {})[b.name] = {**row, "n": 1}
     return out
 
 

@@ -54,7 +54,8 @@ def _variant_legend(fig, study: Study, below: float = -0.06) -> None:
 
 
 def ablation_bars(study: Study, path: Path, note: str) -> None:
-    """Test WF1 per variant: bar = mean over seeds, error bar = std, dots = individual seeds."""
+    """Test WF1 per variant: bar = mean over seeds, error bar = std, dots = individual seeds; then the
+    baselines (hatched)."""
     plt = _plt()
     datasets = study.datasets()
     fig, axes = _panels(plt, len(datasets))
@@ -72,12 +73,22 @@ def ablation_bars(study: Study, path: Path, note: str) -> None:
                    yerr=values.std(ddof=1) if len(values) > 1 else None, capsize=4, ecolor="0.2")
             ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=14, color="black", zorder=3,
                        label="one seed" if i == 0 else None)
-        ax.set_xticks(range(len(cells)), [c.variant for c in cells], rotation=30, ha="right")
-        ax.set_xlim(-0.6, len(cells) - 0.4)
+        # the baselines beside the variants: one deterministic fit each, hatched; the concatenated
+        # regression also as a line across the panel, so "does MALN beat a linear model" reads at a glance
+        baselines = study.baselines_of(dataset)
+        for k, b in enumerate(baselines):
+            value = 100 * b.metrics["test"]["weighted_f1"]
+            ax.bar(len(cells) + 0.5 + k, value, color="0.82", edgecolor="0.35", hatch="///", width=0.7,
+                   label="baseline (one fit)" if k == 0 else None)
+            if b.name == "logreg_all":
+                ax.axhline(value, color="0.35", ls="--", lw=1, zorder=0, label="logreg_all")
+        ticks = list(range(len(cells))) + [len(cells) + 0.5 + k for k in range(len(baselines))]
+        ax.set_xticks(ticks, [c.variant for c in cells] + [b.name for b in baselines], rotation=35, ha="right")
+        ax.set_xlim(-0.6, len(ticks) + (0.1 if baselines else -0.4))
         ax.set_ylabel("test weighted F1 (%)")
         ax.set_title(dataset)
         ax.set_ylim(0, 100)
-    axes[0][0].legend(loc="upper right")
+    axes[0][0].legend(loc="upper right", fontsize=8)
     fig.suptitle(f"Ablations: mean ± std over seeds, dots = seeds ({note})", fontsize=10)
     _save(fig, path)
 

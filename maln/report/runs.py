@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from maln.errors import MalnError
-from maln.study import Cell, cells, run_path
+from maln.study import Cell, baseline_path, cells, run_path
 
 
 @dataclass
@@ -30,9 +30,31 @@ class Run:
 
 
 @dataclass
+class Baseline:
+    dataset: str
+    name: str
+    result: dict  # one entry of results/baselines/<dataset>.json (maln/baselines.py)
+
+    @property
+    def metrics(self) -> dict:
+        return {"valid": self.result["valid"], "test": self.result["test"]}
+
+    @property
+    def pred(self) -> np.ndarray:
+        return np.asarray(self.result["test_predictions"], dtype=np.int64)
+
+    @property
+    def label(self) -> str:
+        """The name a table shows, with what the training and validation splits chose."""
+        chosen = f"C={self.result['C']:g}" if "C" in self.result else self.result["class"]
+        return f"{self.name} (baseline, {chosen})"
+
+
+@dataclass
 class Study:
     cells: list  # every dataset x variant, applicable or not
     runs: dict  # (dataset, variant) -> [Run], in seed order
+    baselines: dict = field(default_factory=dict)  # dataset -> [Baseline], in maln.baselines order
 
     def datasets(self) -> list[str]:
         return list(dict.fromkeys(c.dataset for c in self.cells))
@@ -42,6 +64,9 @@ class Study:
 
     def get(self, dataset: str, variant: str) -> list:
         return self.runs.get((dataset, variant), [])
+
+    def baselines_of(self, dataset: str) -> list:
+        return self.baselines.get(dataset, [])
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -72,8 +97,19 @@ def load_study(root: Path, params_data: dict) -> Study:
             pred = np.array([index[r["predicted"]] for r in rows], dtype=np.int64)
             found.setdefault((c.dataset, c.variant), []).append(
                 Run(c.dataset, c.variant, seed, path, metrics, history, gold, pred))
+    baselines = {}
+    for dataset in params_data["study"]["datasets"]:
+        path = root / baseline_path(dataset)
+        if not path.is_file():
+            missing.append(str(baseline_path(dataset)))
+            continue
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, ValueError) as e:
+            raise MalnError(f"{path}: unreadable baselines ({e}); compute them again") from None
+        baselines[dataset] = [Baseline(dataset, name, r) for name, r in result["baselines"].items()]
     if missing:
         shown = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise MalnError(f"{len(missing)} run(s) of the study have no results (train them first, e.g. with "
                         f"`snakemake --cores 4 --resources gpu=1`):\n  {shown}")
-    return Study(grid, found)
+    return Study(grid, found, baselines)

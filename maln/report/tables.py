@@ -26,33 +26,45 @@ def _fmt(mean, std, digits=2) -> str:
 
 
 def main_table(study: Study) -> list[dict]:
+    """Every variant of every dataset, then the dataset's baselines (deterministic: n = 1)."""
     rows = []
-    for c in study.cells:
-        runs = study.get(c.dataset, c.variant)
-        row = {"dataset": c.dataset, "variant": c.variant, "n": len(runs), "note": "" if c.applicable else f"n/a: {c.reason}"}
-        for short, key in SCORES.items():
-            m, s = mean_std(_pct(runs, key)) if runs else (math.nan, math.nan)
-            row[f"test_{short}_mean"], row[f"test_{short}_std"] = m, s
-        rows.append(row)
+    for dataset in study.datasets():
+        for c in study.variants(dataset):
+            runs = study.get(c.dataset, c.variant)
+            row = {"dataset": c.dataset, "variant": c.variant, "kind": "MALN", "n": len(runs),
+                   "note": "" if c.applicable else f"n/a: {c.reason}"}
+            for short, key in SCORES.items():
+                m, s = mean_std(_pct(runs, key)) if runs else (math.nan, math.nan)
+                row[f"test_{short}_mean"], row[f"test_{short}_std"] = m, s
+            rows.append(row)
+        for b in study.baselines_of(dataset):
+            row = {"dataset": dataset, "variant": b.label, "kind": "baseline", "n": 1, "note": ""}
+            for short, key in SCORES.items():
+                row[f"test_{short}_mean"], row[f"test_{short}_std"] = 100 * b.metrics["test"][key], math.nan
+            rows.append(row)
     return rows
 
 
-def per_class_table(study: Study, variant: str = "full") -> list[dict]:
-    """The papers' layout: per emotion, accuracy (recall) and F1; then WAA and WF1."""
+def per_class_table(study: Study, variant: str = "full", baseline: str = "logreg_all") -> list[dict]:
+    """The papers' layout: per emotion, accuracy (recall) and F1; then WAA and WF1; beside them the
+    F1 of the logistic regression on the concatenated features."""
     rows = []
     for dataset in study.datasets():
         runs = study.get(dataset, variant)
         if not runs:
             continue
+        lr = next((b.metrics["test"] for b in study.baselines_of(dataset) if b.name == baseline), None)
         for name in runs[0].class_names:
             acc = mean_std([100 * r.metrics["test"]["per_class"][name]["recall"] for r in runs])
             f1 = mean_std([100 * r.metrics["test"]["per_class"][name]["f1"] for r in runs])
             support = runs[0].metrics["test"]["per_class"][name]["support"]
             rows.append({"dataset": dataset, "emotion": name, "support": support, "acc_mean": acc[0], "acc_std": acc[1],
-                         "f1_mean": f1[0], "f1_std": f1[1]})
+                         "f1_mean": f1[0], "f1_std": f1[1],
+                         "baseline_f1": 100 * lr["per_class"][name]["f1"] if lr else math.nan})
         waa, wf1 = mean_std(_pct(runs, "waa")), mean_std(_pct(runs, "weighted_f1"))
         rows.append({"dataset": dataset, "emotion": "Average(w)", "support": runs[0].metrics["test"]["n"],
-                     "acc_mean": waa[0], "acc_std": waa[1], "f1_mean": wf1[0], "f1_std": wf1[1]})
+                     "acc_mean": waa[0], "acc_std": waa[1], "f1_mean": wf1[0], "f1_std": wf1[1],
+                     "baseline_f1": 100 * lr["weighted_f1"] if lr else math.nan})
     return rows
 
 
@@ -85,14 +97,30 @@ def ablation_table(study: Study, n_boot: int, confidence: float, seed: int) -> l
             row.update(n=len(seeds), wf1_mean=float(np.mean(a)), full_wf1_mean=float(np.mean(b)), delta_wf1_mean=d_mean,
                        delta_wf1_std=d_std, ci_low=100 * lo, ci_high=100 * hi, paired_t=t, paired_p=p, note="")
             rows.append(row)
+        seeds = sorted(full)
+        for base in study.baselines_of(dataset) if seeds else []:
+            # one deterministic fit against every seed of full: the t-test is then one-sample
+            a = [100 * base.metrics["test"]["weighted_f1"]] * len(seeds)
+            b = [100 * full[s].metrics["test"]["weighted_f1"] for s in seeds]
+            t, p = paired_t_test(a, b)
+            delta, lo, hi = bootstrap_delta_wf1(full[seeds[0]].gold, [base.pred], [full[s].pred for s in seeds],
+                                                len(full[seeds[0]].class_names), n_boot, confidence, seed)
+            d_mean, d_std = mean_std(np.subtract(a, b))
+            rows.append({"dataset": dataset, "variant": base.label, "n": len(seeds), "wf1_mean": a[0],
+                         "full_wf1_mean": float(np.mean(b)), "delta_wf1_mean": d_mean, "delta_wf1_std": d_std,
+                         "ci_low": 100 * lo, "ci_high": 100 * hi, "paired_t": t, "paired_p": p, "note": ""})
     return rows
 
 
 MODALITY_ROWS = (("T", "text_only"), ("A", "audio_only"), ("V", "visual_only"), ("all", "full"))
+BASELINE_ROWS = (("T, logistic regression", "logreg_text"), ("A, logistic regression", "logreg_audio"),
+                 ("V, logistic regression", "logreg_visual"), ("all, logistic regression", "logreg_all"),
+                 ("majority class", "majority"))
 
 
 def modality_table(study: Study) -> list[dict]:
-    """Text, audio, visual alone and all together (the full model), per dataset (WAA = accuracy)."""
+    """Text, audio, visual alone and all together (the full model), per dataset (WAA = accuracy);
+    then the same for the logistic regressions, and the majority class."""
     in_study = {c.variant for c in study.cells}
     rows = []
     for label, variant in MODALITY_ROWS:
@@ -107,6 +135,16 @@ def modality_table(study: Study) -> list[dict]:
                 m, s = mean_std(_pct(runs, key)) if runs else (math.nan, math.nan)
                 row[f"{dataset}_{short}_mean"], row[f"{dataset}_{short}_std"] = m, s
             row[f"{dataset}_note"] = "" if cell.applicable else f"n/a: {cell.reason}"
+        rows.append(row)
+    for label, name in BASELINE_ROWS:
+        row = {"modality": label, "variant": name}
+        for dataset in study.datasets():
+            b = next((b for b in study.baselines_of(dataset) if b.name == name), None)
+            row[f"{dataset}_modalities"] = "+".join(m[0].upper() for m in b.result.get("modalities", [])) if b else ""
+            for short, key in (("waa", "waa"), ("wf1", "weighted_f1")):
+                row[f"{dataset}_{short}_mean"] = 100 * b.metrics["test"][key] if b else math.nan
+                row[f"{dataset}_{short}_std"] = math.nan
+            row[f"{dataset}_note"] = "" if b else "n/a"
         rows.append(row)
     return rows
 
@@ -158,16 +196,19 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
     body = [[r["dataset"], r["variant"], str(r["n"]) if r["n"] else "–",
              *(_fmt(r[f"test_{s}_mean"], r[f"test_{s}_std"]) for s in SCORES)] for r in rows]
     header = ["Dataset", "Variant", "n", "Accuracy", "Weighted F1", "Macro F1"]
-    caption = f"Test scores (%), mean ± std over seeds; n = seeds. {source}"
+    caption = (f"Test scores (%), mean ± std over seeds; n = seeds. Baselines (maln/baselines.py) are one deterministic "
+               f"fit on the same splits: logistic regression on each utterance's features alone (no context), C chosen "
+               f"by validation WF1, and the majority class. {source}")
     _write(out, "main", rows, header, body, caption)
 
     rows = per_class_table(study)
     tables["per_class"] = rows
-    body = [[r["dataset"], r["emotion"], str(r["support"]), _fmt(r["acc_mean"], r["acc_std"]), _fmt(r["f1_mean"], r["f1_std"])]
-            for r in rows]
-    _write(out, "per_class", rows, ["Dataset", "Emotion", "Test utterances", "Acc.", "F1"], body,
+    body = [[r["dataset"], r["emotion"], str(r["support"]), _fmt(r["acc_mean"], r["acc_std"]), _fmt(r["f1_mean"], r["f1_std"]),
+             _fmt(r["baseline_f1"], None)] for r in rows]
+    _write(out, "per_class", rows, ["Dataset", "Emotion", "Test utterances", "Acc.", "F1", "F1, logreg_all"], body,
            "Full model, per emotion: accuracy (recall) and F1 on the test split (%), mean ± std over seeds; "
-           f"Average(w) is WAA and weighted F1. {source}")
+           "Average(w) is WAA and weighted F1. Last column: the logistic regression on the concatenated features "
+           f"(baseline). {source}")
 
     rows = ablation_table(study, n_boot, confidence, seed)
     tables["ablation"] = rows
@@ -181,9 +222,10 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
         body.append([r["dataset"], r["variant"], f"{r['wf1_mean']:.2f}", _fmt(r["delta_wf1_mean"], r["delta_wf1_std"]),
                      f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", NA if math.isnan(p) else f"{p:.3f}", str(r["n"])])
     _write(out, "ablation", rows, ["Dataset", "Variant", "WF1", "Δ WF1 vs full", f"{pct}% CI (bootstrap)", "paired t p", "n"],
-           body, f"Ablations: test weighted F1 (%) and its change against the full model, paired by seed (mean ± std "
-                 f"of the per-seed differences); {pct}% percentile bootstrap interval over test utterances "
-                 f"({n_boot} resamples); two-sided paired t-test across seeds. {source}")
+           body, f"Ablations and baselines: test weighted F1 (%) and its change against the full model, paired by seed "
+                 f"(mean ± std of the per-seed differences; a baseline is one fit, compared with every seed); {pct}% "
+                 f"percentile bootstrap interval over test utterances ({n_boot} resamples); two-sided paired t-test "
+                 f"across seeds. {source}")
 
     rows = modality_table(study)
     tables["modality"] = rows
@@ -197,7 +239,9 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
                 cells_.append(_fmt(r[f"{d}_{k}_mean"], r[f"{d}_{k}_std"]))
         body.append(cells_)
     _write(out, "modality", rows, header, body,
-           f"Each modality alone and all together (the full model): test WAA and weighted F1 (%). {source}")
+           f"Each modality alone and all together: the networks (mean ± std over seeds), then the logistic "
+           f"regressions on the same features without context, and the majority class: test WAA and weighted F1 (%). "
+           f"{source}")
     return tables
 
 

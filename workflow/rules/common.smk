@@ -15,7 +15,7 @@ from maln.data import layouts
 from maln.data.fetch import raw_files, verify
 from maln.errors import MalnError
 from maln.config import Params
-from maln.study import runs, seed_chunks
+from maln.study import baseline_path, runs, seed_chunks
 from maln.train import RUN_FILES
 
 _SHIPPED = yaml.safe_load(open("params.yaml"))
@@ -71,9 +71,10 @@ def source_hash(*parts):
 
 CODE = {
     "data": source_hash("maln/data", "maln/config.py", "maln/io.py"),
-    "train": source_hash("maln/model", "maln/data/batching.py", "maln/data/store.py", "maln/train.py",
+    "train": source_hash("maln/model", "maln/data/batching.py", "maln/data/store.py", "maln/train.py", "maln/probes.py",
                          "maln/evaluate.py", "maln/metrics.py", "maln/devices.py"),
     "report": source_hash("maln/report", "maln/study.py", "maln/metrics.py"),
+    "baseline": source_hash("maln/baselines.py", "maln/data/store.py", "maln/metrics.py"),
 }
 
 
@@ -87,6 +88,10 @@ def train_config(seeds):
         return canonical_hash([runs_, CODE["train"]])
 
     return config_hash
+
+
+def baseline_config(wildcards):
+    return canonical_hash([config["baselines"], CODE["baseline"]])
 
 
 def report_config(wildcards):
@@ -144,6 +149,10 @@ def study_runs():
     return [f"results/runs/{d}/{v}/seed{s}/metrics.json" for d, v, s in runs(config)]
 
 
+def study_baselines():
+    return [str(baseline_path(d)) for d in STUDY["datasets"]]
+
+
 def train_resources():
     """Resources of a training job (params.yaml `resources:`). gpu=1 only where a GPU will be used,
     so a CPU-only machine never queues jobs behind a GPU nobody has."""
@@ -168,4 +177,4 @@ def train_resources():
 def report_outputs():
     # The runs are listed too: tables and figures are committed to git (the README shows them), so
     # on a fresh clone they exist, and only the missing runs make the study run again.
-    return aggregate_outputs() + study_runs()
+    return aggregate_outputs() + study_runs() + study_baselines()

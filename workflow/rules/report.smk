@@ -4,6 +4,7 @@
 rule aggregate:
     input:
         study_runs(),
+        study_baselines(),
     output:
         metrics="results/metrics.json",
         main=report("results/tables/main.html", caption="../report/main.rst", category="Tables"),

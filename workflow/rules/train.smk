@@ -35,3 +35,21 @@ for _chunk in seed_chunks(config):
 rule runs:
     input:
         study_runs(),
+        study_baselines(),
+
+
+rule baseline:
+    input:
+        store="data/features/{dataset}/meta.json",
+    output:
+        "results/baselines/{dataset}.json",
+    conda:
+        ENV
+    log:
+        "results/logs/baseline/{dataset}.log",
+    params:
+        maln=MALN,
+        sets=sets("datasets.{dataset}", "baselines"),
+        config=baseline_config,
+    shell:
+        "{params.maln} baseline {wildcards.dataset} {params.sets} 2> {log}"

@@ -1,0 +1,50 @@
+"""The baselines: majority class and logistic regressions on the store's splits."""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_maln
+from maln.baselines import BASELINES, fit
+from maln.data.prepare import store_dir
+from maln.data.store import load_store
+from maln.config import load_params
+
+
+@pytest.fixture(scope="module")
+def store(synthetic_project):
+    return load_store(store_dir(load_params(synthetic_project / "params.yaml"), "synthetic-iemocap"))
+
+
+def test_majority_predicts_the_training_splits_most_frequent_emotion(store):
+    r = fit(store, BASELINES["majority"], [1.0])
+    train = np.concatenate([store.labels[store.offsets[i]:store.offsets[i + 1]] for i in store.dialogues("train")])
+    assert r["class"] == store.class_names[np.bincount(train).argmax()]
+    assert set(r["test_predictions"]) == {int(np.bincount(train).argmax())}
+
+
+def test_regularisation_is_chosen_by_validation_and_ties_go_to_the_stronger(store):
+    grid = [1e-3, 0.01, 0.1, 1.0]
+    r = fit(store, BASELINES["logreg_text"], grid)
+    assert r["C"] in grid and r["modalities"] == ["text"]
+    scores = {c: fit(store, BASELINES["logreg_text"], [c])["valid"]["weighted_f1"] for c in grid}
+    assert scores[r["C"]] == max(scores.values())
+    # C = 1e-8 and 1e-7 shrink every weight to ~0: the same predictions, a tie; the smaller C wins
+    tied = [fit(store, BASELINES["logreg_text"], [c])["test_predictions"] for c in (1e-8, 1e-7)]
+    assert tied[0] == tied[1]
+    assert fit(store, BASELINES["logreg_text"], [1e-7, 1e-8])["C"] == 1e-8
+
+
+def test_concatenated_regression_uses_every_modality_and_beats_the_majority(store):
+    r = fit(store, BASELINES["logreg_all"], [0.003, 0.03])
+    assert r["modalities"] == ["text", "audio", "visual"]
+    majority = fit(store, BASELINES["majority"], [1.0])
+    assert r["test"]["weighted_f1"] > majority["test"]["weighted_f1"] + 0.3
+
+
+def test_cli_writes_every_applicable_baseline(synthetic_project):
+    run_maln("baseline", "synthetic-meld", cwd=synthetic_project, check=True)
+    out = json.loads((synthetic_project / "results/baselines/synthetic-meld.json").read_text())
+    assert list(out["baselines"]) == ["majority", "logreg_text", "logreg_audio", "logreg_all"]  # MELD: no visual
+    assert len(out["baselines"]["logreg_all"]["test_predictions"]) == out["baselines"]["logreg_all"]["test"]["n"]
