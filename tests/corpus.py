@@ -1,18 +1,27 @@
 """The bad-input corpus: every case is generated here (no binary in git) and run through the real
-`maln` CLI. A case passes when the command exits non-zero with one clear message that names the
-file (or key) and the problem, shows no traceback, and leaves no partial output; the zero-variance
-case must instead succeed without NaN.
+`maln` CLI. A case passes when the command exits non-zero within its time bound (5 s) and a few
+hundred MB, with one `maln COMMAND: error:` line that names the file (or key or option) and the
+problem, no traceback, and every file and folder of the project exactly as before (no partial
+output; a previous store, checkpoint or result unchanged); the zero-variance case must instead
+succeed without NaN. Disk-full and read-only cases run on a small tmpfs, where this machine lets
+the runner mount one (root), and are skipped with the reason where it does not.
 
     python tests/corpus.py            # run every case and print a table of what happened
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import pickle
+import re
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,15 +34,25 @@ from builders import dialogues, raw_tuple, write_params, write_pickle  # noqa: E
 LAYOUT = "conv-emotion-iemocap"
 
 
+SECONDS = 5.0  # every case ends within this (the issue's bound), the CLI's start included
+PEAK_MB = 400  # and holds at most this much memory (resident), torch's import included
+# A safety net, not the bound under test: were a case to expand without limit after all, the
+# command fails instead of taking the machine's memory. torch maps about 0.7 GB when imported.
+ADDRESS_SPACE = 4 << 30
+
+
 @dataclass
 class Case:
     name: str
-    command: str  # prepare | train | predict | fetch
+    command: str  # prepare | train | evaluate | ...
     expect: list  # substrings the message must contain
     make: object  # callable(root) -> extra CLI args
     succeed: bool = False
     sets: list = field(default_factory=list)
     before: list = field(default_factory=list)  # options placed before the command (`maln --set ... train`)
+    args: list | None = None  # the command's own arguments, where not those of command_args
+    fs: tuple | None = None  # (folder, size): a small tmpfs mounted there before make()
+    read_only: bool = False  # ...and made read-only after make()
 
 
 def _tuple(**kw):
@@ -54,10 +73,15 @@ def _registry(root: Path, path: str = "data/raw/bad.pkl", layout: str = LAYOUT, 
     write_params(root, {"bad": {"layout": layout, "path": path}}, **sections)
 
 
-def data_case(name, expect, mutate=None, raw=None, succeed=False):
-    """A feature file that `maln prepare bad` must refuse (or, with succeed, accept)."""
+def data_case(name, expect, mutate=None, raw=None, succeed=False, make=None):
+    """A feature file that `maln prepare bad` must refuse (or, with succeed, accept); `make(root)`
+    sets up the registry entry by itself instead."""
+    setup = make
 
     def make(root):
+        if setup is not None:
+            setup(root)
+            return []
         if raw is not None:
             _file(root, raw=raw(root))
         else:
@@ -160,26 +184,101 @@ CASES = [
 
 
 def command_args(case: Case) -> list[str]:
+    if case.args is not None:
+        return case.args
     if case.command == "prepare":
         return ["prepare", "bad"]
     return ["train", "--dataset", "synthetic-meld", "--variant", "full", "--seed", "0"]
 
 
+class Unavailable(Exception):
+    """The case needs what this machine does not allow (mounting a file system)."""
+
+
+@contextlib.contextmanager
+def small_fs(path: Path, size: str):
+    """A tmpfs of `size` mounted at `path` for the block; Unavailable where mounting is refused."""
+    path.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        raise Unavailable("no mount command here")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Unavailable(f"cannot mount a {size} tmpfs here (needs root): {proc.stderr.strip()[:120]}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def read_only(path: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True, capture_output=True)
+
+
+def snapshot(root: Path) -> dict:
+    """Every file and folder under `root`: content hash for files, kind for anything else (a FIFO
+    is never opened)."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            mode = os.lstat(path).st_mode
+            out[str(path.relative_to(root))] = (hashlib.sha256(path.read_bytes()).hexdigest()
+                                                if stat.S_ISREG(mode) else stat.S_IFMT(mode))
+    return out
+
+
+def _limit_memory():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+
+# The real `python -m maln`, reporting its peak resident memory on the way out.
+CLI = ("import atexit, os, resource, runpy\n"
+       "atexit.register(lambda: open(os.environ['CORPUS_PEAK'], 'w').write("
+       "str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+       "runpy.run_module('maln', run_name='__main__', alter_sys=True)\n")
+ERROR_LINE = re.compile(r"^maln [a-z]+: error: ")
+
+
 @dataclass
 class Outcome:
     case: str
-    exit_code: int
+    exit_code: int | None
     message: str
     problems: list
+    seconds: float = 0.0
+    peak_mb: float = 0.0
+    skipped: str | None = None
 
 
 def run_case(case: Case, root: Path) -> Outcome:
     root.mkdir(parents=True, exist_ok=True)
-    extra = case.make(root)
-    proc = subprocess.run([sys.executable, "-m", "maln", *case.before, *command_args(case), *extra], cwd=root, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=300)
+    with contextlib.ExitStack() as stack:
+        try:
+            if case.fs is not None:
+                stack.enter_context(small_fs(root / case.fs[0], case.fs[1]))
+        except Unavailable as e:
+            return Outcome(case.name, None, "", [], skipped=str(e))
+        extra = case.make(root)
+        if case.read_only:
+            read_only(root / case.fs[0])
+        before = snapshot(root)
+        peak_file = root.parent / "peak"
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", CLI, *case.before, *command_args(case), *extra], cwd=root,
+                              capture_output=True, text=True, timeout=60, preexec_fn=_limit_memory,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1", "CORPUS_PEAK": str(peak_file)})
+        seconds = time.perf_counter() - start
+        peak_mb = int(peak_file.read_text()) / 1024 if peak_file.exists() else float("nan")
+        after = snapshot(root)
     problems = []
     message = proc.stderr.strip()
+    if seconds > SECONDS:
+        problems.append(f"took {seconds:.1f} s")
+    if not peak_mb <= PEAK_MB:
+        problems.append(f"held {peak_mb:.0f} MB")
     if case.succeed:
         if proc.returncode != 0:
             problems.append(f"expected success, got exit {proc.returncode}")
@@ -193,30 +292,34 @@ def run_case(case: Case, root: Path) -> Outcome:
             problems.append("exited 0")
         if "Traceback" in message:
             problems.append("printed a traceback")
-        lines = [line for line in message.splitlines() if line.strip()]
-        if not lines or not lines[0].startswith("maln "):
-            problems.append("no 'maln ...: error:' line")
+        errors = [line for line in message.splitlines() if ERROR_LINE.match(line)]
+        if len(errors) != 1:
+            problems.append(f"{len(errors)} 'maln COMMAND: error:' lines")
         for needle in case.expect:
             if needle not in message:
                 problems.append(f"message lacks {needle!r}")
-        features = root / "data" / "features"
-        if features.exists() and any(features.iterdir()):
-            problems.append(f"left output behind: {[p.name for p in features.iterdir()]}")
-        if (root / "results").exists():
-            problems.append("left results behind")
-    return Outcome(case.name, proc.returncode, " / ".join(line.strip() for line in message.splitlines()[:3]), problems)
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        if changed:
+            problems.append(f"changed the project: {changed[:4]}")
+    error = next((line for line in message.splitlines() if ERROR_LINE.match(line)), None)
+    shown = error if error is not None else " / ".join(line.strip() for line in message.splitlines()[:3])
+    return Outcome(case.name, proc.returncode, shown, problems, seconds, peak_mb)
 
 
 def main() -> int:
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        print("| case | command | exit | message | verdict |\n| --- | --- | --- | --- | --- |")
+        print("| case | command | exit | s | MB | message | verdict |\n| --- | --- | --- | --- | --- | --- | --- |")
         for i, case in enumerate(CASES):
             out = run_case(case, Path(tmp) / f"case{i}" / "project")
+            if out.skipped:
+                print(f"| {case.name} | maln {case.command} | | | | | skipped: {out.skipped} |")
+                continue
             verdict = "ok" if not out.problems else "FAIL: " + "; ".join(out.problems)
             failed += bool(out.problems)
-            msg = out.message.replace(str(Path(tmp)), "<tmp>").replace("|", "\\|")[:220]
-            print(f"| {case.name} | maln {case.command} | {out.exit_code} | {msg} | {verdict} |")
+            msg = out.message.replace(str(Path(tmp)), "<tmp>").replace("|", "\\|")[:200]
+            print(f"| {case.name} | maln {case.command} | {out.exit_code} | {out.seconds:.1f} | {out.peak_mb:.0f} "
+                  f"| {msg} | {verdict} |")
     return 1 if failed else 0
 
 
