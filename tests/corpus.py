@@ -180,6 +180,15 @@ CASES = [
          lambda root: (write_params(root), [])[1], before=["--set", "train.epochs=-1"]),
     Case("--params before and after the command differ", "prepare", ["--params given twice", "'a.yaml'", "'b.yaml'"],
          lambda root: _registry(root) or ["--params", "b.yaml"], before=["--params", "a.yaml"]),
+    # 1. options: never silently dropped, wherever they stand
+    Case("--params twice after the command", "prepare", ["--params given twice", "'a.yaml'", "'b.yaml'"],
+         lambda root: _registry(root) or ["--params", "a.yaml", "--params", "b.yaml"]),
+    Case("--seed twice (the first would be dropped)", "train", ["--seed given twice", "[0] and [1]"],
+         lambda root: (write_params(root), ["--seed", "1"])[1]),
+    Case("--params with an empty path", "prepare", ["--params: the path is empty"],
+         lambda root: _registry(root) or [], before=["--params="]),
+    Case("--set to a command that reads no parameters", "evaluate", ["--set train.epochs=2", "reads no parameters"],
+         lambda root: [], args=["evaluate", "--checkpoint", "model.pt"], before=["--set", "train.epochs=2"]),
 ]
 
 
