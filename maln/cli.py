@@ -222,6 +222,8 @@ def merge_common(args: argparse.Namespace) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
+    from maln import io
+
     args = build_parser().parse_args(argv)
     try:
         return merge_common(args).func(args)
@@ -230,6 +232,16 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"maln {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        # a fault of the file system that no writer or reader put in words (a folder that cannot
+        # be made, a file that cannot be read): still one line naming the path; others are bugs
+        problem = io.problem(e)
+        if problem is None or e.filename is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"maln {args.command}: error: {io.shown(e.filename)}: {problem}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"maln {args.command}: interrupted", file=sys.stderr)
         return 130

@@ -123,6 +123,61 @@ def _escaping(root: Path) -> list:
     return []
 
 
+def _prepared_store(root: Path) -> None:
+    """A good `bad` dataset, prepared: the previous store a failed `maln prepare` must keep."""
+    t = _tuple()
+    _file(root, tuple(t))
+    _registry(root)
+    subprocess.run([sys.executable, "-m", "maln", "prepare", "bad"], cwd=root, check=True, capture_output=True)
+
+
+def _fill(folder: Path) -> None:
+    """Take every free byte of the file system that holds `folder`."""
+    with open(folder / ".filler", "wb") as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+
+
+def _disk_full_store(root: Path) -> list:
+    _prepared_store(root)
+    _fill(root / "data" / "features")
+    return []
+
+
+def _prepared_meld(root: Path) -> None:
+    """The shipped params with synthetic-meld prepared, for training cases."""
+    from maln.config import load_params
+    from maln.data import synthetic
+    from maln.data.fetch import raw_files
+    from maln.data.prepare import prepare
+
+    params = load_params(write_params(root))
+    entry = params.dataset("synthetic-meld")
+    synthetic.write(raw_files(params, "synthetic-meld")[0].path, entry["layout"], entry["synthetic"])
+    prepare(params, "synthetic-meld")
+
+
+RUN = Path("results") / "runs" / "synthetic-meld" / "text_only" / "seed0"
+
+
+def _disk_full_checkpoint(root: Path) -> list:
+    """A results folder of 2 MB holding an earlier run's metrics: the first checkpoint (about 4 MB)
+    of a new configuration does not fit, and the earlier result must survive."""
+    _prepared_meld(root)
+    (root / RUN).mkdir(parents=True)
+    (root / RUN / "metrics.json").write_text('{"config_hash": "an earlier configuration"}\n')
+    return []
+
+
+def _fifo(root: Path, rel: str) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
 def params_case(name, expect, edit):
     """A params.yaml that any command must refuse before doing anything."""
 
@@ -189,6 +244,30 @@ CASES = [
          lambda root: _registry(root) or [], before=["--params="]),
     Case("--set to a command that reads no parameters", "evaluate", ["--set train.epochs=2", "reads no parameters"],
          lambda root: [], args=["evaluate", "--checkpoint", "model.pt"], before=["--set", "train.epochs=2"]),
+    # 3. faults of the environment
+    Case("disk full while prepare replaces a store", "prepare",
+         ["no space left on device while writing data/features/bad", "the previous store is unchanged"],
+         _disk_full_store, fs=("data/features", "2m")),
+    Case("read-only file system under the store", "prepare",
+         ["read-only file system while writing data/features/bad", "the previous store is unchanged"],
+         lambda root: _prepared_store(root) or [], fs=("data/features", "2m"), read_only=True),
+    Case("disk full while train saves a checkpoint", "train",
+         ["no space left on device while writing", "checkpoint-epoch1.pt", "nothing was changed"],
+         _disk_full_checkpoint, fs=("results", "2m"),
+         args=["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "0", "--threads", "1",
+               "--set", "train.epochs=1", "--out", str(RUN)]),
+    Case("train --out below a regular file", "train", ["params.yaml/run", "a part of the path is not a folder"],
+         lambda root: (_prepared_meld(root), [])[1],
+         args=["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "0", "--out", "params.yaml/run"]),
+    # 5. paths that are not regular files (and a FIFO that must not block)
+    data_case("registry path is a directory", ["data/raw/bad.pkl", "is a directory; a regular file is needed"],
+              make=lambda root: ((root / "data/raw/bad.pkl").mkdir(parents=True), _registry(root))),
+    data_case("registry path is a FIFO", ["data/raw/bad.pkl", "is a named pipe (FIFO)"],
+              make=lambda root: (_fifo(root, "data/raw/bad.pkl"), _registry(root))),
+    data_case("registry path is a device", ["/dev/null", "is a character device"],
+              make=lambda root: _registry(root, "/dev/null", data={"allow_paths_outside_project": True})),
+    Case("evaluate --checkpoint is a FIFO", "evaluate", ["model.pt", "is a named pipe (FIFO)"],
+         lambda root: (_fifo(root, "model.pt"), [])[1], args=["evaluate", "--checkpoint", "model.pt"]),
 ]
 
 
