@@ -29,7 +29,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from builders import dialogues, raw_tuple, write_params, write_pickle  # noqa: E402
+from builders import dialogues, raw_tuple, shared_lists, write_params, write_pickle  # noqa: E402
 
 LAYOUT = "conv-emotion-iemocap"
 
@@ -171,6 +171,11 @@ def _disk_full_checkpoint(root: Path) -> list:
     return []
 
 
+def _pickle_calls(module: str, name: str, args: tuple) -> bytes:
+    """A protocol-2 pickle that calls module.name(*args): how a file asks the unpickler for sizes."""
+    return b"\x80\x02c" + f"{module}\n{name}\n".encode() + pickle.dumps(args, protocol=2)[2:-1] + b"R."
+
+
 def _fifo(root: Path, rel: str) -> Path:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -244,6 +249,19 @@ CASES = [
          lambda root: _registry(root) or [], before=["--params="]),
     Case("--set to a command that reads no parameters", "evaluate", ["--set train.epochs=2", "reads no parameters"],
          lambda root: [], args=["evaluate", "--checkpoint", "model.pt"], before=["--set", "train.epochs=2"]),
+    # 2. small inputs that would expand without bound
+    data_case("pickle: shared lists denoting 2^41 numbers", ["bad.pkl", "stands for more than", "share items"],
+              mutate=lambda t: t[3].__setitem__("d01", shared_lists(40))),
+    data_case("pickle: a memo index that sizes a 1 GB table", ["bad.pkl", "MiB of memory"],
+              raw=lambda root: b"\x80\x02N" + b"r" + (1 << 26).to_bytes(4, "little") + b"."),
+    data_case("pickle: bytes(10**10) asked for", ["bad.pkl", "MiB of memory"],
+              raw=lambda root: _pickle_calls("builtins", "bytes", (10**10,))),
+    data_case("pickle: a 10^12-element array over 8 bytes (zero strides)", ["bad.pkl", "stands for more than"],
+              raw=lambda root: _pickle_calls("numpy", "ndarray", ((10**12,), "f8", b"\0" * 8, 0, (0,)))),
+    data_case("pickle: a list that holds itself", ["bad.pkl", "holds itself"],
+              raw=lambda root: b"\x80\x02]q\x00h\x00a."),
+    data_case("pickle: lists nested 100000 deep", ["bad.pkl", "nest more than 64 levels"],
+              raw=lambda root: b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."),
     # 3. faults of the environment
     Case("disk full while prepare replaces a store", "prepare",
          ["no space left on device while writing data/features/bad", "the previous store is unchanged"],
