@@ -95,3 +95,9 @@ def shared_lists(depth: int = 40) -> list:
         x = [x, x]
     return x
 
+
+def nested_aliases(levels: int = 9) -> str:
+    """Nested YAML aliases: a few hundred bytes that denote 9^levels values."""
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines)

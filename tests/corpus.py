@@ -29,7 +29,8 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from builders import dialogues, raw_tuple, shared_lists, write_params, write_pickle  # noqa: E402
+from builders import (REPO, dialogues, nested_aliases, raw_tuple, shared_lists, write_params,  # noqa: E402
+                      write_pickle)
 
 LAYOUT = "conv-emotion-iemocap"
 
@@ -183,6 +184,13 @@ def _fifo(root: Path, rel: str) -> Path:
     return path
 
 
+def _params_text(root: Path, text: bytes | str, name: str = "params.yaml") -> list:
+    write_params(root)
+    path = root / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    return []
+
+
 def params_case(name, expect, edit):
     """A params.yaml that any command must refuse before doing anything."""
 
@@ -262,7 +270,18 @@ CASES = [
               raw=lambda root: b"\x80\x02]q\x00h\x00a."),
     data_case("pickle: lists nested 100000 deep", ["bad.pkl", "nest more than 64 levels"],
               raw=lambda root: b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."),
+    Case("params.yaml: nine levels of aliases", "train", ["params.yaml", "line 2", "the alias *a0", "not allowed"],
+         lambda root: _params_text(root, nested_aliases() + "\n" + (REPO / "params.yaml").read_text())),
+    Case("--set value: nine levels of aliases", "prepare", ["--set", "the alias *a0", "not allowed"],
+         lambda root: _registry(root) or ["--set", "study.x={" + nested_aliases().replace("\n", ", ") + "}"]),
+    Case("params.yaml: a merge key (an alias too)", "prepare", ["params.yaml", "the alias *base"],
+         lambda root: _params_text(root, (REPO / "params.yaml").read_text()
+                                   + "\nbase: &base {epochs: 2}\nmore:\n  <<: *base\n")),
+    Case("--set value nested 1000 deep", "prepare", ["--set", "nested more than 32 levels"],
+         lambda root: _registry(root) or ["--set", "study.x=" + "[" * 1000 + "]" * 1000]),
     # 3. faults of the environment
+    Case("params.yaml not UTF-8", "prepare", ["params.yaml", "not UTF-8", "byte 0xff"],
+         lambda root: _params_text(root, b"study:\n  datasets: [\xff\xfe]\n")),
     Case("disk full while prepare replaces a store", "prepare",
          ["no space left on device while writing data/features/bad", "the previous store is unchanged"],
          _disk_full_store, fs=("data/features", "2m")),
@@ -284,6 +303,10 @@ CASES = [
               make=lambda root: (_fifo(root, "data/raw/bad.pkl"), _registry(root))),
     data_case("registry path is a device", ["/dev/null", "is a character device"],
               make=lambda root: _registry(root, "/dev/null", data={"allow_paths_outside_project": True})),
+    Case("--params is a directory", "prepare", ["conf", "is a directory; a regular file is needed"],
+         lambda root: ((root / "conf").mkdir(parents=True), _registry(root), ["--params", "conf"])[2]),
+    Case("--params is a FIFO", "prepare", ["params.fifo", "is a named pipe (FIFO)"],
+         lambda root: (_registry(root), _fifo(root, "params.fifo"), ["--params", "params.fifo"])[2]),
     Case("evaluate --checkpoint is a FIFO", "evaluate", ["model.pt", "is a named pipe (FIFO)"],
          lambda root: (_fifo(root, "model.pt"), [])[1], args=["evaluate", "--checkpoint", "model.pt"]),
 ]
