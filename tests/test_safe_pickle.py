@@ -2,6 +2,7 @@
 the top level or nested anywhere, and the payload never runs (its marker file never appears)."""
 
 import builtins
+import errno
 import importlib
 import os
 import pickle
@@ -158,3 +159,17 @@ def test_a_fifo_is_refused_without_being_opened(tmp_path):
     os.mkfifo(fifo)
     with pytest.raises(DataError, match=r"is a named pipe \(FIFO\); a regular file is needed"):
         safe_pickle.load(fifo)
+
+
+def test_a_file_the_os_refuses_to_read_is_named_with_the_reason(tmp_path, monkeypatch):
+    """The refusal is injected into our own io layer: as root (CI), file permissions are not enforced."""
+    from maln import io
+
+    def refuse(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    path = tmp_path / "features.pkl"
+    path.write_bytes(pickle.dumps({"d": [1.0]}))
+    monkeypatch.setattr(io, "open_regular", refuse)
+    with pytest.raises(DataError, match=r"features\.pkl: permission denied$"):
+        safe_pickle.load(path)
