@@ -1,5 +1,5 @@
-"""The `maln` command. Every subcommand takes --params PATH and --set KEY=VALUE, so any job the
-workflow runs can be rerun by hand with the command shown in its log."""
+"""The `maln` command. Every subcommand that reads parameters takes --params PATH and --set KEY=VALUE,
+so any job the workflow runs can be rerun by hand with the command shown in its log."""
 
 from __future__ import annotations
 
@@ -118,28 +118,58 @@ def cmd_aggregate(args) -> int:
     return 0
 
 
+class _Once(argparse.Action):
+    """argparse's plain `store`, except that an option given again with another value is refused
+    where argparse would keep the last silently (`--seed 0 --seed 1` would train seed 1 only)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        given = namespace.__dict__.setdefault(GIVEN, {})
+        if self.dest in given and given[self.dest] != values:
+            parser.error(f"{option_string} given twice ({given[self.dest]!r} and {values!r}); give it once"
+                         + (", with every value after it" if self.nargs == "+" else ""))
+        given[self.dest] = values
+        setattr(namespace, self.dest, values)
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every plain option of every command is a `_Once`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.register("action", None, _Once)
+        self.register("action", "store", _Once)
+
+
 # The options every command takes. They may stand before the command (`maln --set K=V train ...`)
 # or after it (`maln train --set K=V ...`), and both mean the same. argparse would let the
 # subcommand's defaults overwrite what was given before it, so the two positions are parsed into
-# separate names and merged once, in `parse_args` (the one place options are resolved).
-def _add_common(parser, prefix: str) -> None:
+# separate names and merged once, in `merge_common` (the one place options are resolved).
+def _add_common(parser, prefix: str, shown: bool = True) -> None:
+    def help_(text):
+        return text if shown else argparse.SUPPRESS
+
     parser.add_argument("--params", dest=f"{prefix}params", default=None, metavar="PATH",
-                        help="parameter file (default: ./params.yaml)")
+                        help=help_("parameter file (default: ./params.yaml)"))
     parser.add_argument("--set", dest=f"{prefix}set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override one parameter, e.g. --set train.epochs=3 (repeatable; value read as YAML)")
+                        help=help_("override one parameter, e.g. --set train.epochs=3 (repeatable; value read as YAML)"))
     parser.add_argument("--debug", dest=f"{prefix}debug", action="store_true",
                         help="show the traceback of expected errors too")
 
 
 GLOBAL = "global_"
+GIVEN = "_given_once"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     _add_common(common, "")
+    # evaluate and predict take their configuration from the checkpoint: they accept --params and
+    # --set only to refuse them (in merge_common), never to ignore them
+    from_checkpoint = _Parser(add_help=False)
+    _add_common(from_checkpoint, "", shown=False)
 
-    parser = argparse.ArgumentParser(prog="maln", description=__doc__.split("\n\n")[0],
-                                     epilog="--params, --set and --debug may also follow the command.")
+    parser = _Parser(prog="maln", description=__doc__.split("\n\n")[0],
+                     epilog="--params, --set and --debug may also follow the command.")
     _add_common(parser, GLOBAL)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -170,17 +200,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("datasets", nargs="+", metavar="DATASET")
     p.set_defaults(func=cmd_baseline)
 
-    p = sub.add_parser("evaluate", parents=[common], help="recompute a checkpoint's test metrics from the store")
+    p = sub.add_parser("evaluate", parents=[from_checkpoint], help="recompute a checkpoint's test metrics from the store")
     p.add_argument("--checkpoint", required=True, type=Path, help="a run's model.pt")
     p.add_argument("--store", type=Path, help="store folder (default data/features/DATASET)")
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, reads_params=False)
 
-    p = sub.add_parser("predict", parents=[common], help="label the dialogues of a feature file with a trained model")
+    p = sub.add_parser("predict", parents=[from_checkpoint], help="label the dialogues of a feature file with a trained model")
     p.add_argument("--checkpoint", required=True, type=Path, help="a run's model.pt")
     p.add_argument("--input", required=True, type=Path, help="a feature file of a supported layout")
     p.add_argument("--layout", help="the input's layout (default: that of the model's training data)")
     p.add_argument("--output", type=Path, help="CSV to write (default: predictions-INPUT.csv beside the input)")
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, reads_params=False)
 
     p = sub.add_parser("aggregate", parents=[common], help="turn the study's runs into tables, figures and results/metrics.json")
     p.add_argument("--readme", type=Path, help="also refresh this README's generated results section")
@@ -190,19 +220,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 def merge_common(args: argparse.Namespace) -> argparse.Namespace:
     """Merge the options given before the command with those after it: every --set counts (those
-    after the command last, so they win), --params may be given once, --debug in either place."""
+    after the command last, so they win), --params may be given once, --debug in either place.
+    Options that the command would not use are refused, never dropped."""
     before, after = getattr(args, f"{GLOBAL}params"), args.params
     args.set = getattr(args, f"{GLOBAL}set") + args.set
     args.debug = getattr(args, f"{GLOBAL}debug") or args.debug
-    args.params = after or before or "params.yaml"
+    args.params = next((p for p in (after, before) if p is not None), "params.yaml")
     for name in ("params", "set", "debug"):
         delattr(args, GLOBAL + name)
+    args.__dict__.pop(GIVEN, None)
     if before is not None and after is not None and before != after:
         raise ConfigError(f"--params given twice, {before!r} before the command and {after!r} after it; give it once")
+    if not args.params.strip():
+        raise ConfigError("--params: the path is empty")
+    if not getattr(args, "reads_params", True) and (args.set or before is not None or after is not None):
+        given = " ".join([f"--params {p}" for p in (before, after) if p is not None] + [f"--set {s}" for s in args.set])
+        raise ConfigError(f"{given}: maln {args.command} reads no parameters (the model's configuration comes "
+                          "from its checkpoint), so this would be ignored; leave it out")
     return args
 
 
 def main(argv=None) -> int:
+    from maln import io
+
     args = build_parser().parse_args(argv)
     try:
         return merge_common(args).func(args)
@@ -211,6 +251,16 @@ def main(argv=None) -> int:
             traceback.print_exc()
         print(f"maln {args.command}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        # a fault of the file system that no writer or reader put in words (a folder that cannot
+        # be made, a file that cannot be read): still one line naming the path; others are bugs
+        problem = io.problem(e)
+        if problem is None or e.filename is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"maln {args.command}: error: {io.shown(e.filename)}: {problem}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"maln {args.command}: interrupted", file=sys.stderr)
         return 130

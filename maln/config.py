@@ -5,16 +5,84 @@ from __future__ import annotations
 
 import copy
 import functools
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
+from maln import io
 from maln.errors import ConfigError
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "params.schema.yaml"
 DEFAULT_PARAMS = "params.yaml"
+
+
+# Parameters nest a few levels; far deeper input is refused before yaml's recursive reader (and
+# the validation, copying and hashing after it) runs out of stack.
+MAX_DEPTH = 32
+
+
+class _Refused(yaml.YAMLError):
+    """Valid YAML that parameters may not use."""
+
+    def __init__(self, problem: str, mark):
+        super().__init__(problem)
+        self.problem, self.problem_mark = problem, mark
+
+
+class _ParamsLoader(yaml.SafeLoader):
+    """yaml's safe loader without aliases. An alias makes two places one object, so a `--set` of
+    one would silently change the other; and a few lines of nested aliases denote more values than
+    memory holds, which validation, messages and hashing would then expand (the command hangs)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            raise _Refused(f"the alias *{event.anchor}: aliases (and merge keys `<<: *name`) are not allowed in "
+                           "parameters; write the values out", event.start_mark)
+        self._depth = getattr(self, "_depth", 0) + 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+def read_yaml(text: str | bytes, source: str):
+    """The one reader of parameters (params files, `--set` values, the schema): UTF-8 YAML without
+    aliases, any problem a ConfigError that names `source`."""
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{source}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
+                              "save it as UTF-8") from None
+    try:
+        return yaml.load(text, Loader=_ParamsLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        what = "" if isinstance(e, _Refused) else "not valid YAML: "
+        raise ConfigError(f"{source}: {where}{what}{getattr(e, 'problem', None) or e}") from None
+
+
+def read_params_file(path: str | Path):
+    """A parameter file's content as read_yaml gives it; a missing path, or one that is a folder
+    or a FIFO, is refused with what it is (a FIFO is never opened, so nothing blocks)."""
+    path = Path(path)
+    if (problem := io.not_regular(path)) is not None:
+        if not os.path.lexists(path):
+            problem = "no such parameter file (run from the project root or pass --params PATH)"
+        raise ConfigError(f"{path}: {problem}")
+    try:
+        with io.open_regular(path) as f:
+            data = f.read()
+    except OSError as e:
+        raise ConfigError(f"{path}: {io.problem(e) or e.strerror}") from None
+    return read_yaml(data, str(path))
 
 
 @functools.cache
@@ -24,7 +92,7 @@ def schema() -> dict:
             f"schema not found at {SCHEMA_PATH}; install maln from a clone of the repository "
             "with `pip install -e .` so the package can see workflow/schemas/"
         )
-    return yaml.safe_load(SCHEMA_PATH.read_text())
+    return read_params_file(SCHEMA_PATH)
 
 
 def parse_override(text: str) -> tuple[list[str], object]:
@@ -32,10 +100,7 @@ def parse_override(text: str) -> tuple[list[str], object]:
     key, sep, value = text.partition("=")
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"--set {text!r}: expected KEY.SUB=VALUE, e.g. --set train.epochs=3")
-    try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError as e:
-        raise ConfigError(f"--set {text!r}: value is not valid YAML ({e.problem})") from None
+    parsed = read_yaml(value, f"--set {text!r}") if value.strip() else ""
     return key.split("."), parsed
 
 
@@ -175,12 +240,7 @@ class Params:
 
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides=()) -> Params:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such parameter file (run from the project root or pass --params PATH)")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    raw = read_params_file(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (datasets, data, study, model, train)")
     params = apply_overrides(raw, overrides)

@@ -25,6 +25,10 @@ class UnsafePickleError(DataError):
     """A pickle asked for something other than plain data; nothing of it was executed."""
 
 
+class WriteError(MalnError):
+    """The file system refused a write (full, read-only, no permission); says what was kept."""
+
+
 class FetchError(MalnError):
     """A download or a hash check failed."""
 

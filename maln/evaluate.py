@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from maln import io
 from maln.data.batching import DeviceData
 from maln.errors import MalnError
 from maln.metrics import classification_metrics
@@ -73,10 +74,13 @@ def metrics_of(p: Predictions, class_names) -> dict:
 def load_checkpoint(path: str | Path) -> dict:
     """A model.pt, loaded with weights_only=True: tensors and plain data only, never code."""
     path = Path(path)
-    if not path.is_file():
-        raise MalnError(f"{path}: no such checkpoint")
+    if (problem := io.not_regular(path)) is not None:
+        raise MalnError(f"{path}: {problem if path.exists() or path.is_symlink() else 'no such checkpoint'}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        with io.open_regular(path) as f:  # a FIFO put there since the check is refused, not waited on
+            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise MalnError(f"{path}: {io.problem(e) or e}") from None
     except Exception as e:  # torch raises UnpicklingError, RuntimeError or zip errors for bad files
         raise MalnError(f"{path}: refused or unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "maln-model":

@@ -86,3 +86,18 @@ def write_params(root: Path, datasets: dict | None = None, study_datasets=None, 
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     return root / "params.yaml"
+
+
+def shared_lists(depth: int = 40) -> list:
+    """A list holding the same list twice, `depth` levels deep: pickled once, 2^(depth+1) numbers."""
+    x = [0.5, 0.5]
+    for _ in range(depth):
+        x = [x, x]
+    return x
+
+
+def nested_aliases(levels: int = 9) -> str:
+    """Nested YAML aliases: a few hundred bytes that denote 9^levels values."""
+    lines = ["a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join(lines)

@@ -1,18 +1,27 @@
 """The bad-input corpus: every case is generated here (no binary in git) and run through the real
-`maln` CLI. A case passes when the command exits non-zero with one clear message that names the
-file (or key) and the problem, shows no traceback, and leaves no partial output; the zero-variance
-case must instead succeed without NaN.
+`maln` CLI. A case passes when the command exits non-zero within its time bound (5 s) and a few
+hundred MB, with one `maln COMMAND: error:` line that names the file (or key or option) and the
+problem, no traceback, and every file and folder of the project exactly as before (no partial
+output; a previous store, checkpoint or result unchanged); the zero-variance case must instead
+succeed without NaN. Disk-full and read-only cases run on a small tmpfs, where this machine lets
+the runner mount one (root), and are skipped with the reason where it does not.
 
     python tests/corpus.py            # run every case and print a table of what happened
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import os
 import pickle
+import re
+import shutil
+import stat
 import subprocess
 import sys
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,20 +29,31 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from builders import dialogues, raw_tuple, write_params, write_pickle  # noqa: E402
+from builders import (REPO, dialogues, nested_aliases, raw_tuple, shared_lists, write_params,  # noqa: E402
+                      write_pickle)
 
 LAYOUT = "conv-emotion-iemocap"
+
+
+SECONDS = 5.0  # every case ends within this (the issue's bound), the CLI's start included
+PEAK_MB = 400  # and holds at most this much memory (resident), torch's import included
+# A safety net, not the bound under test: were a case to expand without limit after all, the
+# command fails instead of taking the machine's memory. torch maps about 0.7 GB when imported.
+ADDRESS_SPACE = 4 << 30
 
 
 @dataclass
 class Case:
     name: str
-    command: str  # prepare | train | predict | fetch
+    command: str  # prepare | train | evaluate | ...
     expect: list  # substrings the message must contain
     make: object  # callable(root) -> extra CLI args
     succeed: bool = False
     sets: list = field(default_factory=list)
     before: list = field(default_factory=list)  # options placed before the command (`maln --set ... train`)
+    args: list | None = None  # the command's own arguments, where not those of command_args
+    fs: tuple | None = None  # (folder, size): a small tmpfs mounted there before make()
+    read_only: bool = False  # ...and made read-only after make()
 
 
 def _tuple(**kw):
@@ -54,10 +74,15 @@ def _registry(root: Path, path: str = "data/raw/bad.pkl", layout: str = LAYOUT, 
     write_params(root, {"bad": {"layout": layout, "path": path}}, **sections)
 
 
-def data_case(name, expect, mutate=None, raw=None, succeed=False):
-    """A feature file that `maln prepare bad` must refuse (or, with succeed, accept)."""
+def data_case(name, expect, mutate=None, raw=None, succeed=False, make=None):
+    """A feature file that `maln prepare bad` must refuse (or, with succeed, accept); `make(root)`
+    sets up the registry entry by itself instead."""
+    setup = make
 
     def make(root):
+        if setup is not None:
+            setup(root)
+            return []
         if raw is not None:
             _file(root, raw=raw(root))
         else:
@@ -96,6 +121,73 @@ def _escaping(root: Path) -> list:
     """A registry path that climbs out of the project with '..' (a real file is there)."""
     _file(root.parent / "elsewhere", tuple(_tuple()))
     _registry(root, "../elsewhere/data/raw/bad.pkl")
+    return []
+
+
+def _prepared_store(root: Path) -> None:
+    """A good `bad` dataset, prepared: the previous store a failed `maln prepare` must keep."""
+    t = _tuple()
+    _file(root, tuple(t))
+    _registry(root)
+    subprocess.run([sys.executable, "-m", "maln", "prepare", "bad"], cwd=root, check=True, capture_output=True)
+
+
+def _fill(folder: Path) -> None:
+    """Take every free byte of the file system that holds `folder`."""
+    with open(folder / ".filler", "wb") as f:
+        with contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * (1 << 16))
+                f.flush()
+
+
+def _disk_full_store(root: Path) -> list:
+    _prepared_store(root)
+    _fill(root / "data" / "features")
+    return []
+
+
+def _prepared_meld(root: Path) -> None:
+    """The shipped params with synthetic-meld prepared, for training cases."""
+    from maln.config import load_params
+    from maln.data import synthetic
+    from maln.data.fetch import raw_files
+    from maln.data.prepare import prepare
+
+    params = load_params(write_params(root))
+    entry = params.dataset("synthetic-meld")
+    synthetic.write(raw_files(params, "synthetic-meld")[0].path, entry["layout"], entry["synthetic"])
+    prepare(params, "synthetic-meld")
+
+
+RUN = Path("results") / "runs" / "synthetic-meld" / "text_only" / "seed0"
+
+
+def _disk_full_checkpoint(root: Path) -> list:
+    """A results folder of 2 MB holding an earlier run's metrics: the first checkpoint (about 4 MB)
+    of a new configuration does not fit, and the earlier result must survive."""
+    _prepared_meld(root)
+    (root / RUN).mkdir(parents=True)
+    (root / RUN / "metrics.json").write_text('{"config_hash": "an earlier configuration"}\n')
+    return []
+
+
+def _pickle_calls(module: str, name: str, args: tuple) -> bytes:
+    """A protocol-2 pickle that calls module.name(*args): how a file asks the unpickler for sizes."""
+    return b"\x80\x02c" + f"{module}\n{name}\n".encode() + pickle.dumps(args, protocol=2)[2:-1] + b"R."
+
+
+def _fifo(root: Path, rel: str) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.mkfifo(path)
+    return path
+
+
+def _params_text(root: Path, text: bytes | str, name: str = "params.yaml") -> list:
+    write_params(root)
+    path = root / name
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
     return []
 
 
@@ -156,30 +248,179 @@ CASES = [
          lambda root: (write_params(root), [])[1], before=["--set", "train.epochs=-1"]),
     Case("--params before and after the command differ", "prepare", ["--params given twice", "'a.yaml'", "'b.yaml'"],
          lambda root: _registry(root) or ["--params", "b.yaml"], before=["--params", "a.yaml"]),
+    # 1. options: never silently dropped, wherever they stand
+    Case("--params twice after the command", "prepare", ["--params given twice", "'a.yaml'", "'b.yaml'"],
+         lambda root: _registry(root) or ["--params", "a.yaml", "--params", "b.yaml"]),
+    Case("--seed twice (the first would be dropped)", "train", ["--seed given twice", "[0] and [1]"],
+         lambda root: (write_params(root), ["--seed", "1"])[1]),
+    Case("--params with an empty path", "prepare", ["--params: the path is empty"],
+         lambda root: _registry(root) or [], before=["--params="]),
+    Case("--set to a command that reads no parameters", "evaluate", ["--set train.epochs=2", "reads no parameters"],
+         lambda root: [], args=["evaluate", "--checkpoint", "model.pt"], before=["--set", "train.epochs=2"]),
+    # 2. small inputs that would expand without bound
+    data_case("pickle: shared lists denoting 2^41 numbers", ["bad.pkl", "stands for more than", "share items"],
+              mutate=lambda t: t[3].__setitem__("d01", shared_lists(40))),
+    data_case("pickle: a memo index that sizes a 1 GB table", ["bad.pkl", "MiB of memory"],
+              raw=lambda root: b"\x80\x02N" + b"r" + (1 << 26).to_bytes(4, "little") + b"."),
+    data_case("pickle: bytes(10**10) asked for", ["bad.pkl", "MiB of memory"],
+              raw=lambda root: _pickle_calls("builtins", "bytes", (10**10,))),
+    data_case("pickle: a 10^12-element array over 8 bytes (zero strides)", ["bad.pkl", "stands for more than"],
+              raw=lambda root: _pickle_calls("numpy", "ndarray", ((10**12,), "f8", b"\0" * 8, 0, (0,)))),
+    data_case("pickle: a list that holds itself", ["bad.pkl", "holds itself"],
+              raw=lambda root: b"\x80\x02]q\x00h\x00a."),
+    data_case("pickle: lists nested 100000 deep", ["bad.pkl", "nest more than 64 levels"],
+              raw=lambda root: b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."),
+    Case("params.yaml: nine levels of aliases", "train", ["params.yaml", "line 2", "the alias *a0", "not allowed"],
+         lambda root: _params_text(root, nested_aliases() + "\n" + (REPO / "params.yaml").read_text())),
+    Case("--set value: nine levels of aliases", "prepare", ["--set", "the alias *a0", "not allowed"],
+         lambda root: _registry(root) or ["--set", "study.x={" + nested_aliases().replace("\n", ", ") + "}"]),
+    Case("params.yaml: a merge key (an alias too)", "prepare", ["params.yaml", "the alias *base"],
+         lambda root: _params_text(root, (REPO / "params.yaml").read_text()
+                                   + "\nbase: &base {epochs: 2}\nmore:\n  <<: *base\n")),
+    Case("--set value nested 1000 deep", "prepare", ["--set", "nested more than 32 levels"],
+         lambda root: _registry(root) or ["--set", "study.x=" + "[" * 1000 + "]" * 1000]),
+    # 3. faults of the environment
+    Case("params.yaml not UTF-8", "prepare", ["params.yaml", "not UTF-8", "byte 0xff"],
+         lambda root: _params_text(root, b"study:\n  datasets: [\xff\xfe]\n")),
+    Case("disk full while prepare replaces a store", "prepare",
+         ["no space left on device while writing data/features/bad", "the previous store is unchanged"],
+         _disk_full_store, fs=("data/features", "2m")),
+    Case("read-only file system under the store", "prepare",
+         ["read-only file system while writing data/features/bad", "the previous store is unchanged"],
+         lambda root: _prepared_store(root) or [], fs=("data/features", "2m"), read_only=True),
+    Case("disk full while train saves a checkpoint", "train",
+         ["no space left on device while writing", "checkpoint-epoch1.pt", "nothing was changed"],
+         _disk_full_checkpoint, fs=("results", "2m"),
+         args=["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "0", "--threads", "1",
+               "--set", "train.epochs=1", "--out", str(RUN)]),
+    Case("train --out below a regular file", "train", ["params.yaml/run", "a part of the path is not a folder"],
+         lambda root: (_prepared_meld(root), [])[1],
+         args=["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "0", "--out", "params.yaml/run"]),
+    # 4. values that would be changed silently
+    data_case("complex features", ["bad.pkl", "'d01'", "text features are not real numbers (dtype complex"],
+              mutate=lambda t: t[3].__setitem__("d01", t[3]["d01"] + 1j)),
+    data_case("complex labels", ["bad.pkl", "'d02'", "labels are not a list of integers (dtype complex128"],
+              mutate=lambda t: t[2].__setitem__("d02", [complex(y) for y in t[2]["d02"]])),
+    data_case("complex speaker symbols", ["bad.pkl", "'d03'", "speakers should be names", "complex"],
+              mutate=lambda t: t[1].__setitem__("d03", [1j] * len(t[1]["d03"]))),
+    data_case("complex one-hot speakers", ["bad.pkl", "'d00'", "speakers are not real numbers (dtype complex128"],
+              mutate=lambda t: t[1].__setitem__("d00", [[1 + 0j, 0j]] * len(t[1]["d00"]))),
+    data_case("features written as text", ["bad.pkl", "'d04'", "audio features are not real numbers (dtype <U"],
+              mutate=lambda t: t[4].__setitem__("d04", t[4]["d04"].astype(str))),
+    data_case("features beyond float32", ["bad.pkl", "'d05'", "exceed the float32 range (1e+300"],
+              mutate=lambda t: t[5].__setitem__("d05", np.full(t[5]["d05"].shape, 1e300))),
+    # 5. paths that are not regular files (and a FIFO that must not block)
+    data_case("registry path is a directory", ["data/raw/bad.pkl", "is a directory; a regular file is needed"],
+              make=lambda root: ((root / "data/raw/bad.pkl").mkdir(parents=True), _registry(root))),
+    data_case("registry path is a FIFO", ["data/raw/bad.pkl", "is a named pipe (FIFO)"],
+              make=lambda root: (_fifo(root, "data/raw/bad.pkl"), _registry(root))),
+    data_case("registry path is a device", ["/dev/null", "is a character device"],
+              make=lambda root: _registry(root, "/dev/null", data={"allow_paths_outside_project": True})),
+    Case("--params is a directory", "prepare", ["conf", "is a directory; a regular file is needed"],
+         lambda root: ((root / "conf").mkdir(parents=True), _registry(root), ["--params", "conf"])[2]),
+    Case("--params is a FIFO", "prepare", ["params.fifo", "is a named pipe (FIFO)"],
+         lambda root: (_registry(root), _fifo(root, "params.fifo"), ["--params", "params.fifo"])[2]),
+    Case("evaluate --checkpoint is a FIFO", "evaluate", ["model.pt", "is a named pipe (FIFO)"],
+         lambda root: (_fifo(root, "model.pt"), [])[1], args=["evaluate", "--checkpoint", "model.pt"]),
 ]
 
 
 def command_args(case: Case) -> list[str]:
+    if case.args is not None:
+        return case.args
     if case.command == "prepare":
         return ["prepare", "bad"]
     return ["train", "--dataset", "synthetic-meld", "--variant", "full", "--seed", "0"]
 
 
+class Unavailable(Exception):
+    """The case needs what this machine does not allow (mounting a file system)."""
+
+
+@contextlib.contextmanager
+def small_fs(path: Path, size: str):
+    """A tmpfs of `size` mounted at `path` for the block; Unavailable where mounting is refused."""
+    path.mkdir(parents=True, exist_ok=True)
+    if shutil.which("mount") is None:
+        raise Unavailable("no mount command here")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise Unavailable(f"cannot mount a {size} tmpfs here (needs root): {proc.stderr.strip()[:120]}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def read_only(path: Path) -> None:
+    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True, capture_output=True)
+
+
+def snapshot(root: Path) -> dict:
+    """Every file and folder under `root`: content hash for files, kind for anything else (a FIFO
+    is never opened)."""
+    out = {}
+    for folder, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = Path(folder, name)
+            mode = os.lstat(path).st_mode
+            out[str(path.relative_to(root))] = (hashlib.sha256(path.read_bytes()).hexdigest()
+                                                if stat.S_ISREG(mode) else stat.S_IFMT(mode))
+    return out
+
+
+def _limit_memory():
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
+
+
+# The real `python -m maln`, reporting its peak resident memory on the way out.
+CLI = ("import atexit, os, resource, runpy\n"
+       "atexit.register(lambda: open(os.environ['CORPUS_PEAK'], 'w').write("
+       "str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+       "runpy.run_module('maln', run_name='__main__', alter_sys=True)\n")
+ERROR_LINE = re.compile(r"^maln [a-z]+: error: ")
+
+
 @dataclass
 class Outcome:
     case: str
-    exit_code: int
+    exit_code: int | None
     message: str
     problems: list
+    seconds: float = 0.0
+    peak_mb: float = 0.0
+    skipped: str | None = None
 
 
 def run_case(case: Case, root: Path) -> Outcome:
     root.mkdir(parents=True, exist_ok=True)
-    extra = case.make(root)
-    proc = subprocess.run([sys.executable, "-m", "maln", *case.before, *command_args(case), *extra], cwd=root, capture_output=True,
-                          text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}, timeout=300)
+    with contextlib.ExitStack() as stack:
+        try:
+            if case.fs is not None:
+                stack.enter_context(small_fs(root / case.fs[0], case.fs[1]))
+        except Unavailable as e:
+            return Outcome(case.name, None, "", [], skipped=str(e))
+        extra = case.make(root)
+        if case.read_only:
+            read_only(root / case.fs[0])
+        before = snapshot(root)
+        peak_file = root.parent / "peak"
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-c", CLI, *case.before, *command_args(case), *extra], cwd=root,
+                              capture_output=True, text=True, timeout=60, preexec_fn=_limit_memory,
+                              env={**os.environ, "PYTHONUNBUFFERED": "1", "CORPUS_PEAK": str(peak_file)})
+        seconds = time.perf_counter() - start
+        peak_mb = int(peak_file.read_text()) / 1024 if peak_file.exists() else float("nan")
+        after = snapshot(root)
     problems = []
     message = proc.stderr.strip()
+    if seconds > SECONDS:
+        problems.append(f"took {seconds:.1f} s")
+    if not peak_mb <= PEAK_MB:
+        problems.append(f"held {peak_mb:.0f} MB")
     if case.succeed:
         if proc.returncode != 0:
             problems.append(f"expected success, got exit {proc.returncode}")
@@ -193,30 +434,34 @@ def run_case(case: Case, root: Path) -> Outcome:
             problems.append("exited 0")
         if "Traceback" in message:
             problems.append("printed a traceback")
-        lines = [line for line in message.splitlines() if line.strip()]
-        if not lines or not lines[0].startswith("maln "):
-            problems.append("no 'maln ...: error:' line")
+        errors = [line for line in message.splitlines() if ERROR_LINE.match(line)]
+        if len(errors) != 1:
+            problems.append(f"{len(errors)} 'maln COMMAND: error:' lines")
         for needle in case.expect:
             if needle not in message:
                 problems.append(f"message lacks {needle!r}")
-        features = root / "data" / "features"
-        if features.exists() and any(features.iterdir()):
-            problems.append(f"left output behind: {[p.name for p in features.iterdir()]}")
-        if (root / "results").exists():
-            problems.append("left results behind")
-    return Outcome(case.name, proc.returncode, " / ".join(line.strip() for line in message.splitlines()[:3]), problems)
+        changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+        if changed:
+            problems.append(f"changed the project: {changed[:4]}")
+    error = next((line for line in message.splitlines() if ERROR_LINE.match(line)), None)
+    shown = error if error is not None else " / ".join(line.strip() for line in message.splitlines()[:3])
+    return Outcome(case.name, proc.returncode, shown, problems, seconds, peak_mb)
 
 
 def main() -> int:
     failed = 0
     with tempfile.TemporaryDirectory() as tmp:
-        print("| case | command | exit | message | verdict |\n| --- | --- | --- | --- | --- |")
+        print("| case | command | exit | s | MB | message | verdict |\n| --- | --- | --- | --- | --- | --- | --- |")
         for i, case in enumerate(CASES):
             out = run_case(case, Path(tmp) / f"case{i}" / "project")
+            if out.skipped:
+                print(f"| {case.name} | maln {case.command} | | | | | skipped: {out.skipped} |")
+                continue
             verdict = "ok" if not out.problems else "FAIL: " + "; ".join(out.problems)
             failed += bool(out.problems)
-            msg = out.message.replace(str(Path(tmp)), "<tmp>").replace("|", "\\|")[:220]
-            print(f"| {case.name} | maln {case.command} | {out.exit_code} | {msg} | {verdict} |")
+            msg = out.message.replace(str(Path(tmp)), "<tmp>").replace("|", "\\|")[:200]
+            print(f"| {case.name} | maln {case.command} | {out.exit_code} | {out.seconds:.1f} | {out.peak_mb:.0f} "
+                  f"| {msg} | {verdict} |")
     return 1 if failed else 0
 
 

@@ -1,8 +1,11 @@
+import re
+import time
+
 import pytest
 import yaml
 
-from builders import REPO, write_params
-from maln.config import diff_overrides, load_params
+from builders import REPO, nested_aliases, write_params
+from maln.config import diff_overrides, load_params, read_yaml
 from maln.data.layouts import LAYOUTS
 from maln.errors import ConfigError
 
@@ -84,3 +87,34 @@ def test_command_line_set_wins_over_dataset_overrides():
     params = load_params(REPO / "params.yaml", ["train.epochs=3", "model.width=32"])
     model, train = params.run_config("synthetic-iemocap")
     assert train["epochs"] == 3 and model["width"] == 32
+
+
+@pytest.mark.parametrize("source", ["file", "--set"])
+def test_aliases_are_refused_before_anything_expands_them(tmp_path, source):
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match=r"the alias \*a0: aliases .* are not allowed in parameters"):
+        if source == "file":
+            write_params(tmp_path)
+            (tmp_path / "params.yaml").write_text(nested_aliases() + "\n" + (tmp_path / "params.yaml").read_text())
+            load_params(tmp_path / "params.yaml")
+        else:
+            load_params(REPO / "params.yaml", ["study.x={" + nested_aliases().replace("\n", ", ") + "}"])
+    assert time.perf_counter() - start < 1
+
+
+def test_an_anchor_that_nothing_refers_to_is_plain_yaml():
+    assert read_yaml("train: &t {epochs: 3}", "x") == {"train": {"epochs": 3}}
+
+
+def test_every_reading_of_parameters_goes_through_the_one_yaml_reader():
+    """Outside read_yaml, nothing in maln/ or workflow/ parses YAML (params files, --set and
+    --config values, the schema): so aliases, encodings and depth are checked everywhere. (The
+    Snakefile's `configfile:` is Snakemake's own reading; common.smk reads params.yaml again through
+    read_params_file before anything uses the configuration.)"""
+    offenders = []
+    for path in [*(REPO / "maln").rglob("*.py"), *(REPO / "workflow").rglob("*.smk"), REPO / "Snakefile"]:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            if re.search(r"yaml\.(safe_)?load\b|yaml\.load_all|yaml\.full_load", line):
+                offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
+    assert len(offenders) == 1 and offenders[0].startswith("maln/config.py:"), offenders
+    assert offenders[0].endswith("return yaml.load(text, Loader=_ParamsLoader)"), offenders

@@ -1,6 +1,8 @@
 """Bad input, hostile files, faults and concurrency, through the real CLI and the real Snakemake."""
 
 import ast
+import contextlib
+import errno
 import hashlib
 import http.server
 import json
@@ -20,15 +22,18 @@ import torch
 
 from builders import REPO, dialogues, raw_tuple, write_params, write_pickle
 from conftest import run_maln, without_timing
-from corpus import CASES, run_case
+from corpus import CASES, Unavailable, run_case, small_fs
 
 
 
 # -- the bad-input corpus ------------------------------------------------------------------------
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_bad_input_is_refused_clearly_and_leaves_nothing(case, tmp_path):
+def test_bad_input_is_refused_clearly_quickly_and_changes_nothing(case, tmp_path):
+    """Each case within corpus.SECONDS and corpus.PEAK_MB, project byte-identical afterwards."""
     outcome = run_case(case, tmp_path / "project")
+    if outcome.skipped:
+        pytest.skip(outcome.skipped)
     assert not outcome.problems, f"{case.name}: {outcome.problems}\n{outcome.message}"
 
 
@@ -207,6 +212,65 @@ def test_atomic_write_leaves_the_old_file_or_nothing_when_the_writer_fails(tmp_p
             raise RuntimeError("crash mid-write")
     assert target.read_text() == '{"old": true}'
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.parametrize("code, words", [
+    (errno.ENOSPC, "no space left on device"),
+    (errno.EDQUOT, "disk quota exceeded"),
+    (errno.EACCES, "permission denied"),
+    (errno.EROFS, "read-only file system"),
+])
+@pytest.mark.parametrize("existed", [True, False])
+def test_a_refused_write_names_the_file_and_keeps_what_was_there(tmp_path, code, words, existed):
+    """The faults injected here are raised by our own writer, as the OS raises them mid-write."""
+    from maln import io
+    from maln.errors import WriteError
+
+    target = tmp_path / "metrics.json"
+    if existed:
+        target.write_text('{"old": true}')
+    with pytest.raises(WriteError) as e:
+        with io.atomic_path(target) as tmp:
+            tmp.write_text('{"half": ')
+            raise OSError(code, os.strerror(code))
+    kept = "the previous file is unchanged" if existed else "no file was created"
+    assert str(e.value) == f"{words} while writing {io.shown(target)}; nothing was changed ({kept})"
+    assert [p.name for p in tmp_path.iterdir()] == (["metrics.json"] if existed else [])
+    assert not existed or target.read_text() == '{"old": true}'
+
+
+def test_disk_full_mid_training_keeps_the_last_checkpoint_and_the_next_run_resumes(synthetic_project, tmp_path):
+    """A checkpoint holds four copies of the weights (model, Adam's two moments, best model): in 1.5
+    checkpoints of space, epoch 1's fits and epoch 2's does not (the previous one is removed only
+    after the next is complete). The failure leaves epoch 1's state intact."""
+    from maln.config import load_params
+    from maln.data.store import load_store
+    from maln.model.config import ModelConfig
+    from maln.model.maln import MALN
+    from maln.model.variants import get
+
+    store = load_store(synthetic_project / "data/features/synthetic-meld")
+    config, _ = load_params(synthetic_project / "params.yaml").run_config("synthetic-meld")
+    model = MALN(store.modalities, len(store.class_names), ModelConfig.from_dict(config), get("text_only"), "synthetic-meld")
+    checkpoint = 4 * 4 * sum(p.numel() for p in model.parameters())
+    out = tmp_path / "run"
+    args = ["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "0", "--threads", "1",
+            "--set", "train.epochs=2", "--set", "train.patience=0", "--out", out]
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(small_fs(out, f"{int(1.5 * checkpoint) // 1024}k"))
+        except Unavailable as e:
+            pytest.skip(str(e))
+        proc = run_maln(*args, cwd=synthetic_project)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        assert "no space left on device while writing" in proc.stderr and "checkpoint-epoch2.pt" in proc.stderr
+        pointer = json.loads((out / "checkpoint.json").read_text())
+        assert pointer["epoch"] == 1 and sorted(p.name for p in out.iterdir()) == ["checkpoint-epoch1.pt", "checkpoint.json"]
+        assert hashlib.sha256((out / "checkpoint-epoch1.pt").read_bytes()).hexdigest() == pointer["sha256"]
+        subprocess.run(["mount", "-o", "remount,size=64m", str(out)], check=True)
+        again = run_maln(*args, cwd=synthetic_project, check=True)
+        assert "resuming synthetic-meld/text_only/seed0 after epoch 1" in again.stderr
+        assert json.loads((out / "metrics.json").read_text())["epochs_run"] == 2
 
 
 WRITES = {"write_text", "write_bytes", "save", "savez", "savez_compressed", "savefig"}

@@ -2,14 +2,17 @@
 the top level or nested anywhere, and the payload never runs (its marker file never appears)."""
 
 import builtins
+import errno
 import importlib
 import os
 import pickle
 import subprocess
+import time
 
 import numpy as np
 import pytest
 
+from builders import shared_lists
 from maln.data import safe_pickle
 from maln.errors import DataError, UnsafePickleError
 
@@ -106,4 +109,67 @@ def test_truncated_pickle_gives_a_data_error(tmp_path):
     path = tmp_path / "cut.pkl"
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(DataError, match="ends early|not a readable"):
+        safe_pickle.load(path)
+
+
+# -- what a file may expand to ---------------------------------------------------------------------
+
+def test_a_shared_object_counts_every_time_it_is_reached():
+    # [0.5, 0.5] is 3 values; each level adds a list holding the one below twice: 1 + 2 * below
+    assert safe_pickle.check_expansion(shared_lists(3), safe_pickle.Budget(0), "x") == 31
+
+
+def test_a_small_pickle_that_denotes_2_to_the_41_numbers_is_refused_at_once(tmp_path):
+    path = tmp_path / "bomb.pkl"
+    path.write_bytes(pickle.dumps({"d01": shared_lists(40)}, protocol=2))
+    start = time.perf_counter()
+    with pytest.raises(UnsafePickleError, match=r"stands for more than 1,048,576 values .* of \d+ bytes"):
+        safe_pickle.load(path)
+    assert time.perf_counter() - start < 1
+
+
+def test_a_feature_file_stays_within_one_value_per_byte():
+    """The budget's premise, on rows stored as lists (the tightest case: 9 bytes a number) and as
+    float32 arrays, with the shared strings (speaker 'M', a repeated sentence) real files have."""
+    rows = {f"d{i}": [[float(j) for j in range(100)] for _ in range(5)] for i in range(50)}
+    arrays = {f"d{i}": [np.zeros(100, np.float32) for _ in range(5)] for i in range(50)}
+    for obj in (rows, arrays):
+        obj = (obj, {k: ["M"] * 5 for k in obj}, {k: ["a sentence"] * 5 for k in obj})
+        for protocol in (2, 4):
+            size = len(pickle.dumps(obj, protocol=protocol))
+            assert safe_pickle.check_expansion(obj, safe_pickle.Budget(size), "x") <= size
+
+
+def test_the_memory_ceiling_holds_while_reading_and_is_lifted_after(tmp_path):
+    resource = pytest.importorskip("resource")
+    limit = resource.getrlimit(resource.RLIMIT_AS)
+    table = tmp_path / "table.pkl"  # asks for a memo table of 2^26 entries, 1 GB
+    table.write_bytes(b"\x80\x02N" + b"r" + (1 << 26).to_bytes(4, "little") + b".")
+    with pytest.raises(UnsafePickleError, match="MiB of memory"):
+        safe_pickle.load(table)
+    assert resource.getrlimit(resource.RLIMIT_AS) == limit
+    plain = tmp_path / "plain.pkl"
+    plain.write_bytes(pickle.dumps({"d": [1.0] * 10}))
+    assert safe_pickle.load(plain) == {"d": [1.0] * 10}
+    assert resource.getrlimit(resource.RLIMIT_AS) == limit
+
+
+def test_a_fifo_is_refused_without_being_opened(tmp_path):
+    fifo = tmp_path / "features.pkl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataError, match=r"is a named pipe \(FIFO\); a regular file is needed"):
+        safe_pickle.load(fifo)
+
+
+def test_a_file_the_os_refuses_to_read_is_named_with_the_reason(tmp_path, monkeypatch):
+    """The refusal is injected into our own io layer: as root (CI), file permissions are not enforced."""
+    from maln import io
+
+    def refuse(path):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(path))
+
+    path = tmp_path / "features.pkl"
+    path.write_bytes(pickle.dumps({"d": [1.0]}))
+    monkeypatch.setattr(io, "open_regular", refuse)
+    with pytest.raises(DataError, match=r"features\.pkl: permission denied$"):
         safe_pickle.load(path)

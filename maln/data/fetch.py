@@ -89,16 +89,14 @@ def manual_instructions(f: RawFile) -> str:
     return f"Place the file at {rel} ({f.key}.path in params.yaml), then run `maln fetch {f.dataset}` to check it."
 
 
-def _rel(path: Path) -> str:
-    try:
-        return str(path.relative_to(Path.cwd()))
-    except ValueError:
-        return str(path)
+_rel = io.shown
 
 
 def verify(f: RawFile) -> dict:
     """Hashes of a present raw file, checked against its pin. FetchError if absent or different."""
-    if not f.path.is_file():
+    if (problem := io.not_regular(f.path)) is not None:
+        if os.path.lexists(f.path):
+            raise FetchError(f"{f.dataset}: {_rel(f.path)} ({f.key}): {problem}")
         if f.synthetic:
             raise FetchError(f"{_rel(f.path)} does not exist: {f.dataset} is synthetic, make it with `maln synth {f.dataset}`")
         raise FetchError(f"{f.dataset}: {_rel(f.path)} does not exist.\n{manual_instructions(f)}")

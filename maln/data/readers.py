@@ -62,21 +62,43 @@ def _id_list(obj, what: str, source: str) -> list[str]:
     return ids
 
 
-def _float_matrix(value, source: str, dialogue: str, modality: str) -> np.ndarray:
+REAL = "biuf"  # numpy dtype kinds of real numbers: bool, signed and unsigned integers, floats
+
+
+def _real_array(value, source: str, dialogue: str, what: str, expected: str = "real numbers") -> np.ndarray:
+    """`value` as an array of real numbers, its dtype kept; the one check of the element type of
+    features, labels and one-hot speakers. Any other dtype is refused by name: converting complex
+    numbers drops their imaginary part, converting strings parses text, both silently."""
     try:
-        arr = np.asarray(value, dtype=np.float32)
+        arr = np.asarray(value)
+        if arr.dtype.hasobject:  # a list of arrays of mixed types, or an object array: look inside once
+            arr = np.asarray(arr.tolist())
     except (TypeError, ValueError):
-        raise DataError(source, f"{modality} features are not a numeric [utterances x dim] array", dialogue) from None
-    if arr.ndim != 2:
-        raise DataError(source, f"{modality} features have shape {arr.shape}; expected [utterances x dim]", dialogue)
+        raise DataError(source, f"{what} are not a rectangular array of numbers", dialogue) from None
+    if arr.size and arr.dtype.kind not in REAL:
+        raise DataError(source, f"{what} are not {expected} (dtype {arr.dtype}; only bool, integer and float "
+                                "arrays are read, nothing is converted from other types)", dialogue)
     return arr
 
 
+def _float_matrix(value, source: str, dialogue: str, modality: str) -> np.ndarray:
+    arr = _real_array(value, source, dialogue, f"{modality} features")
+    if arr.ndim != 2:
+        raise DataError(source, f"{modality} features have shape {arr.shape}; expected [utterances x dim]", dialogue)
+    if arr.dtype.kind == "f" and arr.dtype.itemsize > 4:
+        # the store keeps float32: a larger finite value would silently become inf there
+        beyond = np.isfinite(arr) & (np.abs(arr) > np.finfo(np.float32).max)
+    else:
+        beyond = np.zeros(0, bool)
+    if beyond.any():
+        i, j = map(int, np.argwhere(beyond)[0])
+        raise DataError(source, f"{modality} features exceed the float32 range ({arr[i, j]:g} at utterance {i}, "
+                                f"dimension {j})", dialogue)
+    return arr.astype(np.float32, copy=False)
+
+
 def _int_vector(value, source: str, dialogue: str, what: str) -> np.ndarray:
-    try:
-        arr = np.asarray(value)
-    except (TypeError, ValueError):
-        raise DataError(source, f"{what} are not a list of integers", dialogue) from None
+    arr = _real_array(value, source, dialogue, what, "a list of integers")
     if arr.ndim != 1 or (arr.size and not np.issubdtype(arr.dtype, np.integer)):
         if arr.ndim == 1 and arr.size and np.issubdtype(arr.dtype, np.floating) and np.all(arr == np.round(arr)):
             return arr.astype(np.int64)
@@ -94,7 +116,7 @@ class _Speakers:
         if isinstance(value, np.ndarray) and value.ndim == 2 or (
             isinstance(value, (list, tuple)) and value and isinstance(value[0], (list, tuple, np.ndarray))
         ):
-            onehot = np.asarray(value, dtype=np.float64)
+            onehot = _real_array(value, source, dialogue, "speakers")
             if onehot.ndim != 2 or not np.all((onehot == 0) | (onehot == 1)) or not np.all(onehot.sum(1) == 1):
                 raise DataError(source, "speakers should be one-hot vectors (exactly one 1 each)", dialogue)
             while len(self.symbols) < onehot.shape[1]:
@@ -104,6 +126,9 @@ class _Speakers:
             raise DataError(source, f"speakers should be a list; found a {type(value).__name__}", dialogue)
         out = []
         for s in value:
+            if not isinstance(s, (str, bytes, int, np.integer)) or isinstance(s, bool):
+                raise DataError(source, f"speakers should be names (strings), party numbers (integers) or one-hot "
+                                        f"vectors; found a {type(s).__name__} ({s!r:.40})", dialogue)
             s = str(s)
             if s not in self.symbols:
                 self.symbols.append(s)

@@ -29,7 +29,7 @@ import numpy as np
 
 from maln.data.readers import SPLITS, RawDataset
 from maln.errors import DataError
-from maln.io import DIR_MODE, FILE_MODE, canonical_hash, sha256_file
+from maln.io import DIR_MODE, FILE_MODE, canonical_hash, reporting_faults, sha256_file
 
 FORMAT = "maln-store"
 VERSION = 2
@@ -112,39 +112,43 @@ def write_store(raw: RawDataset, out_dir: Path, dataset: str, valid_fraction: fl
     }
     arrays.update(training_statistics(arrays, raw.modalities, lengths))
     out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    tmp = None
     try:
-        hashes = {}
-        for name, arr in arrays.items():
-            np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
-            hashes[f"{name}.npy"] = sha256_file(tmp / f"{name}.npy")
-        meta = {
-            "format": FORMAT,
-            "version": VERSION,
-            "dataset": dataset,
-            "layout": raw.layout,
-            "class_names": list(raw.class_names),
-            "modalities": {m: int(arrays[m].shape[1]) for m in raw.modalities},
-            "n_dialogues": len(order),
-            "n_utterances": int(lengths.sum()),
-            "n_parties": int(arrays["speakers"].max()) + 1,
-            "speaker_symbols": list(raw.speaker_symbols),
-            "splits": {s: len(ids) for s, ids in splits.items()},
-            "split_utterances": {s: int(lengths[arrays["split"] == i].sum()) for i, s in enumerate(SPLITS)},
-            "valid_rule": rule,
-            "sources": sources,
-            "dialogue_ids": order,
-            "arrays": hashes,
-        }
-        meta["store_hash"] = canonical_hash(meta)
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
-        os.chmod(tmp, DIR_MODE)
-        for file in tmp.iterdir():
-            os.chmod(file, FILE_MODE)
-        _replace_dir(tmp, out_dir)
+        # inside the try: a full disk is recognised before the partial folder is removed
+        with reporting_faults(out_dir, "store"):
+            out_dir.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+            hashes = {}
+            for name, arr in arrays.items():
+                np.save(tmp / f"{name}.npy", arr, allow_pickle=False)
+                hashes[f"{name}.npy"] = sha256_file(tmp / f"{name}.npy")
+            meta = {
+                "format": FORMAT,
+                "version": VERSION,
+                "dataset": dataset,
+                "layout": raw.layout,
+                "class_names": list(raw.class_names),
+                "modalities": {m: int(arrays[m].shape[1]) for m in raw.modalities},
+                "n_dialogues": len(order),
+                "n_utterances": int(lengths.sum()),
+                "n_parties": int(arrays["speakers"].max()) + 1,
+                "speaker_symbols": list(raw.speaker_symbols),
+                "splits": {s: len(ids) for s, ids in splits.items()},
+                "split_utterances": {s: int(lengths[arrays["split"] == i].sum()) for i, s in enumerate(SPLITS)},
+                "valid_rule": rule,
+                "sources": sources,
+                "dialogue_ids": order,
+                "arrays": hashes,
+            }
+            meta["store_hash"] = canonical_hash(meta)
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1) + "\n")
+            os.chmod(tmp, DIR_MODE)
+            for file in tmp.iterdir():
+                os.chmod(file, FILE_MODE)
+            _replace_dir(tmp, out_dir)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
     return meta
 
 
@@ -167,7 +171,12 @@ def _replace_dir(new: Path, target: Path) -> None:
     if target.exists():
         old = target.with_name(f".{target.name}.old-{os.getpid()}")
         os.replace(target, old)
-    os.replace(new, target)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        if old is not None:
+            os.replace(old, target)
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 

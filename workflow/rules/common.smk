@@ -4,10 +4,9 @@ import shlex
 import sys
 from pathlib import Path
 
-import yaml
 from snakemake.utils import validate
 
-from maln.config import check_references, diff_overrides
+from maln.config import check_references, diff_overrides, read_params_file, read_yaml
 from maln.io import canonical_hash
 from maln.report.aggregate import outputs as aggregate_outputs
 from maln.train import effective_config
@@ -18,7 +17,7 @@ from maln.config import Params
 from maln.study import baseline_path, runs, seed_chunks
 from maln.train import RUN_FILES
 
-_SHIPPED = yaml.safe_load(open("params.yaml"))
+_SHIPPED = read_params_file("params.yaml")
 
 
 def _retype(value):
@@ -28,7 +27,7 @@ def _retype(value):
     if isinstance(value, list):
         return [_retype(v) for v in value]
     if isinstance(value, str) and value.strip():
-        parsed = yaml.safe_load(value)
+        parsed = read_yaml(value, f"--config value {value!r}")
         return parsed if not isinstance(parsed, (dict, list)) else value
     return value
 
