@@ -50,6 +50,9 @@ SHAPES = {
              "dims": {"text": 600, "audio": 300}},
 }
 ANCHOR = {"iemocap": {"train_s": 40.0, "eval_s": 12.0}}  # the authors' code, 2 CPU threads (issue 6)
+# The authors' model's size at the paper's configuration, as the README of the previous release
+# quoted it; their code does not run as released, so it is not rebuilt here (README, Performance).
+AUTHORS_PARAMETERS_M = 77.0
 
 
 def build(shape: str, root: Path, dialogues: int | None = None):
@@ -121,7 +124,7 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
     ContextEncoder.fused_cpu_gru = path == "fast"
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    train_s, eval_s = [], []
+    train_s, eval_s, test_s = [], [], []
     for epoch in range(epochs + 1):  # the first epoch is a warm-up, not counted
         rng = np.random.default_rng(epoch)
         sync(run.device)
@@ -132,15 +135,20 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
         predict(model, run.data, dialogues, run.train_cfg.batch_dialogues, run.train_cfg.bf16)
         sync(run.device)
         t2 = time.perf_counter()
+        # what train.record_test_curve adds to every epoch: one pass over the test split
+        predict(model, run.data, run.splits["test"], run.train_cfg.batch_dialogues, run.train_cfg.bf16)
+        sync(run.device)
+        t3 = time.perf_counter()
         if epoch:
             train_s.append(t1 - t0)
             eval_s.append(t2 - t1)
+            test_s.append(t3 - t2)
     utterances = int(run.data.lengths[dialogues].sum())
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {
         "shape": shape, "path": path, "variant": variant, "device": run.placement.describe(), "threads": torch.get_num_threads(),
-        "train_s": statistics.median(train_s), "eval_s": statistics.median(eval_s),
+        "train_s": statistics.median(train_s), "eval_s": statistics.median(eval_s), "test_s": statistics.median(test_s),
         "utt_per_s": utterances / statistics.median(train_s), "peak_mib": peak,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "dialogues": len(dialogues),
         "utterances": utterances,
@@ -157,9 +165,16 @@ def table(rows: list[dict], epochs: int) -> str:
         lines.append(f"| {r['shape']} ({r['dialogues']} dialogues, {r['utterances']} utt.) | {r['path']} | {r['device']} | "
                      f"{r['threads']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['utt_per_s']:.0f} | {r['peak_mib']:.0f} | "
                      f"{r['params_m']:.1f} | {ratio} |")
+    fast = [r for r in rows if r["path"] == "fast"]
+    notes = [f"- Recording the test curve (train.record_test_curve) adds one pass over the test split per epoch: "
+             f"{r['test_s']:.2f} s at the {r['shape']} shape on {r['device']}, {100 * r['test_s'] / r['train_s']:.0f} % of a "
+             f"training epoch." for r in fast]
+    notes += [f"- Parameters at the {r['shape']} shape: this implementation {r['params_m']:.1f} M; the authors' model "
+              f"about {AUTHORS_PARAMETERS_M:.0f} M by their count (not rebuilt here; README, Performance)."
+              for r in fast if r["shape"] == "iemocap"][:1]
     return head + "\n".join(lines) + (f"\n\nMedian of {epochs} epochs after one warm-up epoch; each row runs in its own "
                                        "process; peak memory is that process's maximum RSS on CPU and torch's peak "
-                                       "allocation on CUDA.\n")
+                                       "allocation on CUDA.\n\n" + "\n".join(notes) + "\n")
 
 
 def measure_in_child(params_path: Path, shape: str, device: str, threads: int, epochs: int, path: str,

@@ -132,7 +132,9 @@ def diff_overrides(base: dict, changed: dict, prefix: str = "") -> list[str]:
     out = []
     for k, v in changed.items():
         key = f"{prefix}{k}"
-        if isinstance(v, dict) and isinstance(base.get(k), dict):
+        # a mapping whose own keys are dotted (sweep: {train.lr: [...]}) travels whole: a dotted
+        # --set path would split those keys
+        if isinstance(v, dict) and isinstance(base.get(k), dict) and not any("." in str(x) for x in v):
             out += diff_overrides(base[k], v, key + ".")
         elif base.get(k, object()) != v:
             out.append(f"{key}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}")
@@ -186,6 +188,34 @@ def check_references(params: dict, source: str = DEFAULT_PARAMS) -> None:
             ModelConfig.from_dict(model)
         except ConfigError as e:
             raise ConfigError(f"{source}: datasets.{name}: {e}") from None
+    check_sweep(params, source)
+
+
+SWEEPABLE = ("model", "train", "datasets")  # what one training job's --set may change
+
+
+def check_sweep(params: dict, source: str = DEFAULT_PARAMS) -> None:
+    """Every swept key must be a key a training job reads, and every value valid there: each
+    value is applied as its job's --set would be and the result validated, so a typo stops the
+    workflow before any job starts."""
+    from maln.study import sweep_value
+
+    for key, values in (params.get("sweep") or {}).items():
+        if key.split(".", 1)[0] not in SWEEPABLE:
+            raise ConfigError(f"{source}: sweep: {key!r}: only keys under {', '.join(SWEEPABLE)} can be swept "
+                              "(a training job reads nothing else)")
+        for value in values:
+            changed = apply_overrides(params, [f"{key}={sweep_value(value)}"])
+            changed["sweep"] = {}
+            try:
+                validate(changed, source)
+            except ConfigError as e:
+                raise ConfigError(f"sweep: {key}={sweep_value(value)}: {str(e).split(chr(10), 1)[-1].strip()}") from None
+            node = params
+            for part in key.split("."):
+                if not isinstance(node, dict) or part not in node:
+                    raise ConfigError(f"{source}: sweep: {key!r} is not a key of the parameters")
+                node = node[part]
 
 
 def validate(params: dict, source: str = DEFAULT_PARAMS) -> None:

@@ -56,3 +56,25 @@ def run_path(dataset: str, variant: str, seed: int) -> Path:
 
 def baseline_path(dataset: str) -> Path:
     return Path("results") / "baselines" / f"{dataset}.json"
+
+
+SWEEP_VARIANT = "full"  # what a sweep trains: the full model, on every study dataset, for every study seed
+
+
+def sweep_value(value) -> str:
+    """A swept value as `--set` writes it (YAML) and as its folder is named: 0.01, 1.0e-05, true."""
+    import yaml
+
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
+def sweep_runs(params_data: dict) -> list[tuple[str, str, str, int]]:
+    """(key, value, dataset, seed) of every sweep job: params.yaml `sweep:` (key -> values)."""
+    study = params_data["study"]
+    return [(key, sweep_value(v), d, s) for key, values in (params_data.get("sweep") or {}).items()
+            for v in values for d in study["datasets"]
+            if VARIANTS[SWEEP_VARIANT].applicable(modalities(params_data, d)) for s in study["seeds"]]
+
+
+def sweep_path(key: str, value: str, dataset: str, seed: int) -> Path:
+    return Path("results") / "sweeps" / key / value / dataset / f"seed{seed}"

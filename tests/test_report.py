@@ -47,6 +47,37 @@ def test_bootstrap_interval():
     assert (delta, lo, hi) == bootstrap_delta_wf1(gold, [good, good], [bad, bad], 3, n_boot=500, seed=1)
 
 
+def test_dialogue_bootstrap_is_wider_than_the_utterance_one_when_dialogues_are_correlated():
+    # 40 dialogues of 25 utterances; variant a is right on a whole dialogue or wrong on all of it,
+    # so its errors come in blocks: resampling utterances as if independent understates the spread
+    rng = np.random.default_rng(0)
+    dialogue = np.repeat(np.arange(40), 25)
+    gold = rng.integers(0, 3, len(dialogue))
+    right = np.repeat(rng.random(40) < 0.6, 25)
+    a = np.where(right, gold, (gold + 1) % 3)
+    b = np.where(rng.random(len(gold)) < 0.6, gold, (gold + 1) % 3)
+    _, lo_u, hi_u = bootstrap_delta_wf1(gold, [a], [b], 3, n_boot=400, seed=1)
+    _, lo_d, hi_d = bootstrap_delta_wf1(gold, [a], [b], 3, n_boot=400, seed=1, clusters=dialogue)
+    assert hi_d - lo_d > 2 * (hi_u - lo_u)
+
+
+def test_published_numbers_are_rows_of_their_own_with_features_and_protocol():
+    from maln.report.published import for_layout
+    from maln.report.runs import Study
+    from maln.report.tables import main_table
+
+    assert for_layout("synthetic-iemocap") == []  # synthetic data: nothing to compare with
+    from maln.study import Cell
+
+    study = Study([Cell("iemocap", "full", True)], {}, {})
+    rows = main_table(study, {"iemocap": for_layout("conv-emotion-iemocap")})
+    sdt = next(r for r in rows if "SDT" in r["variant"])
+    assert sdt["kind"] == "published" and sdt["test_wf1_mean"] == 74.08
+    assert "RoBERTa" in sdt["variant"] and "test split" in sdt["variant"]
+    assert {r["dataset"] for r in rows} == {"iemocap"}
+    assert all("MELD" not in r["variant"] for r in rows)
+
+
 @pytest.fixture(scope="module")
 def tiny_study(synthetic_project, tmp_path_factory):
     """A two-variant, two-seed study on the synthetic data, in a copy of the prepared project."""
@@ -85,9 +116,42 @@ def test_aggregate_writes_every_table_and_figure(tiny_study):
     ablation = (root / "results/tables/ablation.csv").read_text().splitlines()
     header = ablation[0].split(",")
     row = dict(zip(header, next(line for line in ablation if line.startswith("synthetic-iemocap,text_only")).split(",")))
-    assert float(row["ci_low"]) <= float(row["delta_wf1_mean"]) + 1e-9 or float(row["n"]) == 2
+    # the row's numbers are those of the runs: the delta of the seeds' WF1, the interval recomputed
+    # by resampling the test dialogues with the report's seed
+    runs = {v: [json.loads((root / f"results/runs/synthetic-iemocap/{v}/seed{s}/metrics.json").read_text())
+                for s in (0, 1)] for v in ("full", "text_only")}
+    delta = np.mean([100 * (t["test"]["weighted_f1"] - f["test"]["weighted_f1"]) for t, f in zip(runs["text_only"], runs["full"])])
+    assert float(row["delta_wf1_mean"]) == pytest.approx(delta, abs=1e-3)
+    preds = {v: [np.genfromtxt(root / f"results/runs/synthetic-iemocap/{v}/seed{s}/predictions.csv", delimiter=",",
+                               dtype=str, skip_header=1) for s in (0, 1)] for v in ("full", "text_only")}
+    names = runs["full"][0]["class_names"]
+    index = {n: i for i, n in enumerate(names)}
+    gold = np.array([index[g] for g in preds["full"][0][:, 3]])
+    _, lo, hi = bootstrap_delta_wf1(gold, [np.array([index[p] for p in r[:, 4]]) for r in preds["text_only"]],
+                                    [np.array([index[p] for p in r[:, 4]]) for r in preds["full"]], len(names),
+                                    200, 0.95, 0, preds["full"][0][:, 0])
+    assert (float(row["ci_low"]), float(row["ci_high"])) == pytest.approx((100 * lo, 100 * hi), abs=1e-3)
+    assert float(row["ci_low"]) < float(row["ci_high"])
     assert "\\toprule" in (root / "results/tables/main.tex").read_text()
     assert (root / "results/plots/curves/synthetic-meld--full.csv").read_text().startswith("epoch,")
+
+
+def test_protocol_table_reads_the_recorded_test_curve(tiny_study):
+    root, params = tiny_study
+    rows = (root / "results/tables/protocol.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    row = dict(zip(header, next(line for line in rows if line.startswith("synthetic-meld,full,")).split(",")))
+    curves = []
+    for s in (0, 1):
+        lines = (root / f"results/runs/synthetic-meld/full/seed{s}/history.csv").read_text().splitlines()
+        col = lines[0].split(",").index("test_weighted_f1")
+        curves.append([100 * float(line.split(",")[col]) for line in lines[1:]])
+        metrics = json.loads((root / f"results/runs/synthetic-meld/full/seed{s}/metrics.json").read_text())
+        # the selected epoch's recorded test score is the run's reported one
+        assert curves[-1][metrics["best_epoch"] - 1] == pytest.approx(100 * metrics["test"]["weighted_f1"], abs=1e-3)
+    assert float(row["best_test_mean"]) == pytest.approx(np.mean([max(c) for c in curves]), abs=1e-3)
+    assert float(row["last_mean"]) == pytest.approx(np.mean([c[-1] for c in curves]), abs=1e-3)
+    assert float(row["inflation_mean"]) >= 0
 
 
 def test_main_table_numbers_are_the_runs_mean_and_std(tiny_study):

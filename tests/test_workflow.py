@@ -46,6 +46,25 @@ def test_parameter_change_reruns_only_the_jobs_it_concerns(study):
     assert "train_seed" not in out.stdout + out.stderr
 
 
+def test_a_sweep_runs_with_one_command_and_makes_its_table_and_figure(study, tmp_path):
+    root, _ = study
+    swept = tmp_path / "swept"
+    shutil.copytree(root, swept, symlinks=True)
+    sweep = "sweep={train.loss_weights.orthogonality: [0, 0.5]}"
+    snakemake(swept, "--cores", "2", "--config", sweep, "study={seeds: [0]}")
+    for value in ("0", "0.5"):
+        for dataset in ("synthetic-iemocap", "synthetic-meld"):
+            metrics = json.loads((swept / f"results/sweeps/train.loss_weights.orthogonality/{value}/{dataset}/seed0/"
+                                  "metrics.json").read_text())
+            assert metrics["variant"] == "full"
+            assert metrics["config"]["train"]["loss_weights"]["orthogonality"] == float(value)
+    table = (swept / "results/tables/sweep.md").read_text()
+    assert "| train.loss_weights.orthogonality | 0.5 | synthetic-meld |" in table
+    assert (swept / "results/figures/sweep.png").read_bytes()[:4] == b"\x89PNG"
+    again = snakemake(swept, "-n", "--config", sweep, "study={seeds: [0]}")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 def test_lint_is_clean(study):
     root, _ = study
     out = snakemake(root, "--lint")
@@ -219,6 +238,19 @@ def test_metrics_and_params_diff_between_branches(dvc_repo):
     assert any(float(line.split()[-1]) != 0 for line in changed if line.split()[-1] not in ("-", "diff")), metrics
     params_diff = dvc(root, "params", "diff", "A", "B").stdout
     assert "train.lr" in params_diff and "0.0004" in params_diff and "0.003" in params_diff
+
+
+def test_dvc_experiment_with_one_parameter_changed_shows_its_metrics(dvc_repo):
+    """The DVC route to a sweep: each `dvc exp run -S` is one experiment; `dvc exp show` tabulates."""
+    root, _ = dvc_repo
+    dvc(root, "exp", "run", "-S", "train.loss_weights.orthogonality=0.5", "-n", "orth-0.5")
+    import csv
+    import io
+
+    rows = list(csv.DictReader(io.StringIO(dvc(root, "exp", "show", "--csv").stdout)))
+    row = next(r for r in rows if r["Experiment"] == "orth-0.5")
+    assert float(row["train.loss_weights.orthogonality"]) == 0.5
+    assert float(row["synthetic-iemocap.full.test_wf1_mean"]) > 0
 
 
 def test_fresh_clone_with_committed_results_still_runs_the_study(tmp_path):

@@ -174,48 +174,93 @@ def per_class_f1(study: Study, path: Path, note: str) -> None:
     _save(fig, path)
 
 
+def _probe_title(run) -> str:
+    p = run.metrics.get("invariance")
+    if not p:
+        return ""
+    return (f"modality probe: common {100 * p['common_modality_accuracy']:.0f}%, specific "
+            f"{100 * p['specific_modality_accuracy']:.0f}% (chance {100 * p['chance']:.0f}%)")
+
+
 def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, seed: int) -> None:
-    """t-SNE of the full model's test-set common and specific features (first seed): left, by
-    modality (filled = specific, hollow = common); right, by emotion. Common features of all
-    modalities should mingle (the adversary makes them modality-invariant); specific ones separate."""
+    """t-SNE of the test-set common and specific features (first seed), per dataset: the full model
+    by modality (filled = specific, hollow = common), the same for no_adversary when the study has
+    it (what the adversary changes), and the full model by emotion. Invariant common features of
+    different modalities mingle; each panel's title gives the held-out linear-probe accuracies
+    (maln/probes.py) of that run."""
     from sklearn.manifold import TSNE
 
     plt = _plt()
     datasets = [d for d in study.datasets() if study.get(d, "full")]
-    fig, axes = plt.subplots(max(1, len(datasets)), 2, figsize=(10.5, 4.6 * max(1, len(datasets))), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(datasets)), 3, figsize=(16.0, 4.9 * max(1, len(datasets))), squeeze=False)
     rng = np.random.default_rng(seed)
     for row, dataset in enumerate(datasets):
-        run = study.get(dataset, "full")[0]
-        with np.load(run.path / "features.npz", allow_pickle=False) as f:
-            specific, common, gold = f["specific"].astype(np.float32), f["common"].astype(np.float32), f["gold"]
-            modalities = [str(m) for m in f["modalities"]]
-        pick = rng.choice(len(gold), size=min(n_utterances, len(gold)), replace=False)
-        m = len(modalities)
-        points = np.concatenate([specific[pick].reshape(-1, specific.shape[-1]), common[pick].reshape(-1, common.shape[-1])])
-        kind = np.repeat(["specific", "common"], len(pick) * m)
-        modality = np.tile(np.tile(modalities, len(pick)), 2)
-        emotion = np.tile(np.repeat(gold[pick], m), 2)
-        xy = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=30, random_state=seed).fit_transform(points)
-        ax = axes[row][0]
-        for name in modalities:
-            for k, hollow in (("specific", False), ("common", True)):
-                sel = (modality == name) & (kind == k)
-                colour = MODALITY_COLOURS.get(name, "0.3")
-                ax.scatter(*xy[sel].T, s=9, linewidths=0.8, label=f"{name} {k}",
-                           facecolors="none" if hollow else colour, edgecolors=colour, alpha=0.8)
-        ax.set_title(f"{dataset}: by modality (filled = specific, hollow = common)")
-        ax.legend(fontsize=7, markerscale=1.5, ncol=2)
-        ax = axes[row][1]
-        names = run.class_names
-        palette = OKABE_ITO
-        for e, name in enumerate(names):
-            sel = emotion == e
-            ax.scatter(*xy[sel].T, s=8, color=palette[e % len(palette)], label=name, alpha=0.8)
-        ax.set_title(f"{dataset}: by emotion")
-        ax.legend(fontsize=7, markerscale=1.5, ncol=2)
-        for ax in axes[row]:
+        panels = [("full", "by modality")] + ([("no_adversary", "by modality")] if study.get(dataset, "no_adversary") else [])
+        pick = None
+        for col, (variant, _) in enumerate(panels + [("full", "by emotion")]):
+            run = study.get(dataset, variant)[0]
+            with np.load(run.path / "features.npz", allow_pickle=False) as f:
+                specific, common, gold = f["specific"].astype(np.float32), f["common"].astype(np.float32), f["gold"]
+                modalities = [str(m) for m in f["modalities"]]
+            if pick is None:
+                pick = rng.choice(len(gold), size=min(n_utterances, len(gold)), replace=False)
+            m = len(modalities)
+            points = np.concatenate([specific[pick].reshape(-1, specific.shape[-1]),
+                                     common[pick].reshape(-1, common.shape[-1])])
+            kind = np.repeat(["specific", "common"], len(pick) * m)
+            modality = np.tile(np.tile(modalities, len(pick)), 2)
+            emotion = np.tile(np.repeat(gold[pick], m), 2)
+            xy = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=30,
+                      random_state=seed).fit_transform(points)
+            ax = axes[row][col]
+            if col < len(panels):
+                for name in modalities:
+                    for k, hollow in (("specific", False), ("common", True)):
+                        sel = (modality == name) & (kind == k)
+                        colour = MODALITY_COLOURS.get(name, "0.3")
+                        ax.scatter(*xy[sel].T, s=9, linewidths=0.8, label=f"{name} {k}",
+                                   facecolors="none" if hollow else colour, edgecolors=colour, alpha=0.8)
+                ax.set_title(f"{dataset}, {variant}: by modality\n{_probe_title(run)}", fontsize=9)
+            else:
+                for e, name in enumerate(run.class_names):
+                    sel = emotion == e
+                    ax.scatter(*xy[sel].T, s=8, color=OKABE_ITO[e % len(OKABE_ITO)], label=name, alpha=0.8)
+                p = run.metrics.get("invariance")
+                extra = f"\nemotion probe on common: {100 * p['common_emotion_accuracy']:.0f}%" if p else ""
+                ax.set_title(f"{dataset}, full: by emotion{extra}", fontsize=9)
+            ax.legend(fontsize=7, markerscale=1.5, ncol=2)
             ax.set_xlabel("t-SNE 1")
             ax.set_ylabel("t-SNE 2")
-    fig.suptitle(f"Decomposition of the full model's test features, seed {study.get(datasets[0], 'full')[0].seed if datasets else '-'} "
-                 f"({n_utterances} utterances per dataset; {note})", fontsize=10)
+        for col in range(len(panels) + 1, 3):
+            axes[row][col].set_visible(False)
+    first = study.get(datasets[0], "full")[0].seed if datasets else "-"
+    fig.suptitle(f"Decomposition of the test features, seed {first} ({n_utterances} utterances per dataset; "
+                 f"filled = specific, hollow = common; {note})", fontsize=10)
+    _save(fig, path)
+
+
+def sweep_curves(sweep: dict, path: Path, note: str) -> None:
+    """One panel per swept key: validation (dashed) and test (solid) WF1 against the value, mean ±
+    std over seeds, one colour per dataset; values are evenly spaced, in the order given."""
+    plt = _plt()
+    keys = list(sweep)
+    fig, axes = _panels(plt, len(keys), width=5.6)
+    for ax, key in zip(axes[0], keys):
+        values = list(sweep[key])
+        datasets = list(dict.fromkeys(d for v in values for d in sweep[key][v]))
+        for i, dataset in enumerate(datasets):
+            colour = OKABE_ITO[i % len(OKABE_ITO)]
+            for split, style in (("valid", "--"), ("test", "-")):
+                stats = [np.array([100 * r[split]["weighted_f1"] for r in sweep[key][v].get(dataset, [])]) for v in values]
+                mean = [s.mean() if len(s) else np.nan for s in stats]
+                std = [s.std(ddof=1) if len(s) > 1 else 0.0 for s in stats]
+                ax.errorbar(range(len(values)), mean, yerr=std, color=colour, ls=style, marker="o", ms=4, capsize=3,
+                            label=f"{dataset} {'validation' if split == 'valid' else 'test'}")
+        ax.set_xticks(range(len(values)), values)
+        ax.set_xlabel(key)
+        ax.set_ylabel("weighted F1 (%)")
+        ax.set_title(key)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Sensitivity: full model, mean ± std over seeds; dashed = validation, solid = test ({note})",
+                 fontsize=10)
     _save(fig, path)

@@ -23,6 +23,7 @@ class Run:
     history: list  # rows of history.csv, numbers as floats
     gold: np.ndarray  # test utterances, class indices, store order
     pred: np.ndarray
+    dialogue: np.ndarray  # each test utterance's dialogue id (the bootstrap's clusters)
 
     @property
     def class_names(self) -> list[str]:
@@ -88,15 +89,16 @@ def load_study(root: Path, params_data: dict) -> Study:
                 continue
             try:
                 metrics = json.loads((path / "metrics.json").read_text())
-                history = [{k: float(v) for k, v in row.items()} for row in _read_csv(path / "history.csv")]
+                history = [{k: float(v) for k, v in row.items() if v != ""} for row in _read_csv(path / "history.csv")]
                 rows = _read_csv(path / "predictions.csv")
             except (OSError, ValueError) as e:
                 raise MalnError(f"{path}: unreadable run ({e}); train it again") from None
             index = {name: i for i, name in enumerate(metrics["class_names"])}
             gold = np.array([index[r["gold"]] for r in rows], dtype=np.int64)
             pred = np.array([index[r["predicted"]] for r in rows], dtype=np.int64)
+            dialogue = np.array([r["dialogue_id"] for r in rows])
             found.setdefault((c.dataset, c.variant), []).append(
-                Run(c.dataset, c.variant, seed, path, metrics, history, gold, pred))
+                Run(c.dataset, c.variant, seed, path, metrics, history, gold, pred, dialogue))
     baselines = {}
     for dataset in params_data["study"]["datasets"]:
         path = root / baseline_path(dataset)
@@ -113,3 +115,20 @@ def load_study(root: Path, params_data: dict) -> Study:
         raise MalnError(f"{len(missing)} run(s) of the study have no results (train them first, e.g. with "
                         f"`snakemake --cores 4 --resources gpu=1`):\n  {shown}")
     return Study(grid, found, baselines)
+
+
+def load_sweep(root: Path, params_data: dict) -> dict:
+    """key -> value -> dataset -> [metrics.json of each seed] for params.yaml `sweep:`; a MalnError
+    lists the runs that are missing."""
+    from maln.study import sweep_path, sweep_runs
+
+    out, missing = {}, []
+    for key, value, dataset, seed in sweep_runs(params_data):
+        path = root / sweep_path(key, value, dataset, seed) / "metrics.json"
+        if not path.is_file():
+            missing.append(str(sweep_path(key, value, dataset, seed)))
+            continue
+        out.setdefault(key, {}).setdefault(value, {}).setdefault(dataset, []).append(json.loads(path.read_text()))
+    if missing:
+        raise MalnError(f"{len(missing)} sweep run(s) have no results (run the workflow first):\n  " + "\n  ".join(missing[:20]))
+    return out

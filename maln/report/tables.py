@@ -25,8 +25,9 @@ def _fmt(mean, std, digits=2) -> str:
     return f"{mean:.{digits}f}" if std is None or math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def main_table(study: Study) -> list[dict]:
-    """Every variant of every dataset, then the dataset's baselines (deterministic: n = 1)."""
+def main_table(study: Study, published: dict | None = None) -> list[dict]:
+    """Every variant of every dataset, then the dataset's baselines (deterministic: n = 1), then
+    the published numbers for its benchmark (`published`: dataset -> [Published]), labelled."""
     rows = []
     for dataset in study.datasets():
         for c in study.variants(dataset):
@@ -42,6 +43,11 @@ def main_table(study: Study) -> list[dict]:
             for short, key in SCORES.items():
                 row[f"test_{short}_mean"], row[f"test_{short}_std"] = 100 * b.metrics["test"][key], math.nan
             rows.append(row)
+        for p in (published or {}).get(dataset, []):
+            rows.append({"dataset": dataset, "variant": f"published: {p.method} ({p.text_features}; {p.selection})",
+                         "kind": "published", "n": 0, "note": "reported by its authors; not our run",
+                         "test_acc_mean": math.nan, "test_acc_std": math.nan, "test_wf1_mean": p.weighted_f1,
+                         "test_wf1_std": math.nan, "test_mf1_mean": math.nan, "test_mf1_std": math.nan})
     return rows
 
 
@@ -69,8 +75,8 @@ def per_class_table(study: Study, variant: str = "full", baseline: str = "logreg
 
 
 def ablation_table(study: Study, n_boot: int, confidence: float, seed: int) -> list[dict]:
-    """Each variant against `full`: delta WF1 paired by seed, a paired t-test across seeds, and a
-    bootstrap interval over test utterances."""
+    """Each variant (and each baseline) against `full`: delta WF1 paired by seed, a paired t-test
+    across seeds, and a bootstrap interval that resamples test dialogues."""
     rows = []
     for dataset in study.datasets():
         full = {r.seed: r for r in study.get(dataset, "full")}
@@ -92,7 +98,8 @@ def ablation_table(study: Study, n_boot: int, confidence: float, seed: int) -> l
                 if not np.array_equal(runs[s].gold, gold) or not np.array_equal(full[s].gold, gold):
                     raise ValueError(f"{dataset}: runs disagree on the test utterances; were they trained on one store?")
             delta, lo, hi = bootstrap_delta_wf1(gold, [runs[s].pred for s in seeds], [full[s].pred for s in seeds],
-                                                len(full[seeds[0]].class_names), n_boot, confidence, seed)
+                                                len(full[seeds[0]].class_names), n_boot, confidence, seed,
+                                                full[seeds[0]].dialogue)
             d_mean, d_std = mean_std(np.subtract(a, b))
             row.update(n=len(seeds), wf1_mean=float(np.mean(a)), full_wf1_mean=float(np.mean(b)), delta_wf1_mean=d_mean,
                        delta_wf1_std=d_std, ci_low=100 * lo, ci_high=100 * hi, paired_t=t, paired_p=p, note="")
@@ -104,7 +111,8 @@ def ablation_table(study: Study, n_boot: int, confidence: float, seed: int) -> l
             b = [100 * full[s].metrics["test"]["weighted_f1"] for s in seeds]
             t, p = paired_t_test(a, b)
             delta, lo, hi = bootstrap_delta_wf1(full[seeds[0]].gold, [base.pred], [full[s].pred for s in seeds],
-                                                len(full[seeds[0]].class_names), n_boot, confidence, seed)
+                                                len(full[seeds[0]].class_names), n_boot, confidence, seed,
+                                                full[seeds[0]].dialogue)
             d_mean, d_std = mean_std(np.subtract(a, b))
             rows.append({"dataset": dataset, "variant": base.label, "n": len(seeds), "wf1_mean": a[0],
                          "full_wf1_mean": float(np.mean(b)), "delta_wf1_mean": d_mean, "delta_wf1_std": d_std,
@@ -149,6 +157,55 @@ def modality_table(study: Study) -> list[dict]:
     return rows
 
 
+PROBES = (("common_modality_accuracy", "modality from common"), ("specific_modality_accuracy", "modality from specific"),
+          ("common_emotion_accuracy", "emotion from common"))
+
+
+def invariance_table(study: Study) -> list[dict]:
+    """Per dataset and multimodal variant: held-out accuracy (%) of fresh linear probes on the test
+    split's decomposed features (maln/probes.py), mean ± std over seeds; chance = 100 / M."""
+    rows = []
+    for c in study.cells:
+        runs = [r for r in study.get(c.dataset, c.variant) if "invariance" in r.metrics]
+        if not runs:
+            continue
+        row = {"dataset": c.dataset, "variant": c.variant, "n": len(runs),
+               "chance": 100 * runs[0].metrics["invariance"]["chance"]}
+        for key, _ in PROBES:
+            row[f"{key}_mean"], row[f"{key}_std"] = mean_std([100 * r.metrics["invariance"][key] for r in runs])
+        rows.append(row)
+    return rows
+
+
+def protocol_table(study: Study) -> list[dict]:
+    """Per dataset and variant, the test WF1 of three ways of picking the epoch: by validation WF1
+    (this project's number), by test WF1 (the common protocol of the field: the best test epoch)
+    and the last epoch; inflation = best-test - validation-selected (>= 0 by construction), mean
+    ± std over seeds. Needs the per-epoch test scores (train.record_test_curve)."""
+    rows = []
+    for c in study.cells:
+        runs = study.get(c.dataset, c.variant)
+        row = {"dataset": c.dataset, "variant": c.variant, "n": len(runs)}
+        curves = [[h.get("test_weighted_f1") for h in r.history] for r in runs]
+        if not runs or any(v is None for curve in curves for v in curve):
+            row["note"] = f"n/a: {c.reason}" if not c.applicable else "n/a: no per-epoch test scores (train.record_test_curve)"
+            rows.append(row)
+            continue
+        picks = {
+            "validation": [100 * r.metrics["test"]["weighted_f1"] for r in runs],
+            "best_test": [100 * max(curve) for curve in curves],
+            "last": [100 * curve[-1] for curve in curves],
+        }
+        picks["inflation"] = list(np.subtract(picks["best_test"], picks["validation"]))
+        for k, v in picks.items():
+            row[f"{k}_mean"], row[f"{k}_std"] = mean_std(v)
+        row["best_test_epoch_mean"] = float(np.mean([int(np.argmax(curve)) + 1 for curve in curves]))
+        row["selected_epoch_mean"] = float(np.mean([r.metrics["best_epoch"] for r in runs]))
+        row["note"] = ""
+        rows.append(row)
+    return rows
+
+
 # -- writing ------------------------------------------------------------------------------------
 
 def _csv(rows: list[dict]) -> str:
@@ -185,13 +242,14 @@ def _latex(header: list[str], body: list[list[str]], caption: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, source: str) -> dict:
+def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, source: str,
+              published: dict | None = None) -> dict:
     """Write every table as CSV, Markdown and LaTeX; return the rows for the figures and README."""
     from pathlib import Path
 
     out = Path(out_dir)
     tables = {}
-    rows = main_table(study)
+    rows = main_table(study, published)
     tables["main"] = rows
     body = [[r["dataset"], r["variant"], str(r["n"]) if r["n"] else "–",
              *(_fmt(r[f"test_{s}_mean"], r[f"test_{s}_std"]) for s in SCORES)] for r in rows]
@@ -199,6 +257,10 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
     caption = (f"Test scores (%), mean ± std over seeds; n = seeds. Baselines (maln/baselines.py) are one deterministic "
                f"fit on the same splits: logistic regression on each utterance's features alone (no context), C chosen "
                f"by validation WF1, and the majority class. {source}")
+    if any(r["kind"] == "published" for r in rows):
+        caption += (" Rows 'published:' are the weighted F1 their authors report, with their text features and how "
+                    "they chose the epoch (most chose it on the test split; see the protocol table); they are not "
+                    "our runs and enter none of our statistics.")
     _write(out, "main", rows, header, body, caption)
 
     rows = per_class_table(study)
@@ -224,8 +286,33 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
     _write(out, "ablation", rows, ["Dataset", "Variant", "WF1", "Δ WF1 vs full", f"{pct}% CI (bootstrap)", "paired t p", "n"],
            body, f"Ablations and baselines: test weighted F1 (%) and its change against the full model, paired by seed "
                  f"(mean ± std of the per-seed differences; a baseline is one fit, compared with every seed); {pct}% "
-                 f"percentile bootstrap interval over test utterances ({n_boot} resamples); two-sided paired t-test "
-                 f"across seeds. {source}")
+                 f"percentile bootstrap interval resampling test dialogues, not utterances ({n_boot} resamples); "
+                 f"two-sided paired t-test across seeds. {source}")
+
+    rows = protocol_table(study)
+    tables["protocol"] = rows
+    body = [[r["dataset"], r["variant"], NA, NA, NA, NA, NA, "–"] if "validation_mean" not in r else
+            [r["dataset"], r["variant"], _fmt(r["validation_mean"], r["validation_std"]),
+             _fmt(r["best_test_mean"], r["best_test_std"]), _fmt(r["last_mean"], r["last_std"]),
+             _fmt(r["inflation_mean"], r["inflation_std"]),
+             f"{r['selected_epoch_mean']:.1f} / {r['best_test_epoch_mean']:.1f}", str(r["n"])] for r in rows]
+    _write(out, "protocol", rows, ["Dataset", "Variant", "test WF1, epoch chosen on validation (ours)",
+                                   "test WF1, best test epoch (common protocol)", "test WF1, last epoch",
+                                   "inflation", "epoch: chosen / best test", "n"], body,
+           "Model selection protocols: test weighted F1 (%) of the epoch chosen by validation WF1 (this project's "
+           "number, in every other table), of the epoch with the best test WF1 (what most papers of the field "
+           "report) and of the last epoch; inflation = best-test minus validation-chosen, mean ± std over seeds. "
+           f"The per-epoch test scores are recorded for this table only; selection never reads them. {source}")
+
+    rows = invariance_table(study)
+    tables["invariance"] = rows
+    body = [[r["dataset"], r["variant"], f"{r['chance']:.1f}",
+             *(_fmt(r[f"{k}_mean"], r[f"{k}_std"]) for k, _ in PROBES), str(r["n"])] for r in rows]
+    _write(out, "invariance", rows, ["Dataset", "Variant", "chance", *(f"{t} (probe acc.)" for _, t in PROBES), "n"],
+           body, "Is the common space modality-invariant? Held-out accuracy (%) of fresh linear probes (logistic "
+                 "regression fitted on the training split's features, scored on the test split's): the modality "
+                 "from the common and from the specific features (invariant: chance = 100/M), and the emotion from "
+                 f"the common features (invariance must not empty them); mean ± std over seeds. {source}")
 
     rows = modality_table(study)
     tables["modality"] = rows
@@ -272,3 +359,33 @@ def _write(out, name, rows, header, body, caption):
     io.write_text(out / f"{name}.md", f"{caption}\n\n" + _markdown(header, body))
     io.write_text(out / f"{name}.tex", _latex(header, body, caption))
     io.write_text(out / f"{name}.html", _html(header, body, caption))
+
+
+def sweep_table(sweep: dict) -> list[dict]:
+    """key, value, dataset: validation and test WF1 (%) of the full model, mean ± std over seeds."""
+    rows = []
+    for key, by_value in sweep.items():
+        for value, by_dataset in by_value.items():
+            for dataset, runs in by_dataset.items():
+                row = {"key": key, "value": value, "dataset": dataset, "n": len(runs)}
+                for split in ("valid", "test"):
+                    row[f"{split}_wf1_mean"], row[f"{split}_wf1_std"] = mean_std(
+                        [100 * r[split]["weighted_f1"] for r in runs])
+                rows.append(row)
+    return rows
+
+
+def write_sweep(out_dir, sweep: dict, params_data: dict, source: str) -> list[dict]:
+    from pathlib import Path
+
+    from maln.study import SWEEP_VARIANT
+
+    rows = sweep_table(sweep)
+    body = [[r["key"], r["value"], r["dataset"], _fmt(r["valid_wf1_mean"], r["valid_wf1_std"]),
+             _fmt(r["test_wf1_mean"], r["test_wf1_std"]), str(r["n"])] for r in rows]
+    spec = "; ".join(f"{k}: {v}" for k, v in params_data["sweep"].items())
+    _write(Path(out_dir), "sweep", rows, ["Key", "Value", "Dataset", "valid WF1", "test WF1", "n"], body,
+           f"Sensitivity sweep ({spec}): weighted F1 (%) of the {SWEEP_VARIANT} model with the key set to each "
+           f"value (its job's --set, which wins over the dataset's overrides), validation-selected epoch, mean ± std "
+           f"over seeds; choose by the validation column. {source}")
+    return rows

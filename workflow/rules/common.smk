@@ -8,13 +8,13 @@ from snakemake.utils import validate
 
 from maln.config import check_references, diff_overrides, read_params_file, read_yaml
 from maln.io import canonical_hash
-from maln.report.aggregate import outputs as aggregate_outputs
+from maln.report.aggregate import TABLES, outputs as aggregate_outputs
 from maln.train import effective_config
 from maln.data import layouts
 from maln.data.fetch import raw_files, verify
 from maln.errors import MalnError
 from maln.config import Params
-from maln.study import baseline_path, runs, seed_chunks
+from maln.study import SWEEP_VARIANT, baseline_path, runs, seed_chunks, sweep_path, sweep_runs
 from maln.train import RUN_FILES
 
 _SHIPPED = read_params_file("params.yaml")
@@ -94,7 +94,12 @@ def baseline_config(wildcards):
 
 
 def report_config(wildcards):
-    return canonical_hash([STUDY, config["report"], CODE["report"]])
+    return canonical_hash([STUDY, config["report"], config.get("sweep") or {}, CODE["report"]])
+
+
+def sweep_outputs():
+    """The sweep's table and figure, when params.yaml asks for a sweep."""
+    return [f for f in aggregate_outputs(config) if "/sweep." in f]
 
 def _raw(dataset):
     return raw_files(PARAMS, dataset)
@@ -148,6 +153,19 @@ def study_runs():
     return [f"results/runs/{d}/{v}/seed{s}/metrics.json" for d, v, s in runs(config)]
 
 
+SWEEP = list((config.get("sweep") or {}))
+
+
+def study_sweeps():
+    return [str(sweep_path(*job) / "metrics.json") for job in sweep_runs(config)]
+
+
+def sweep_config(wildcards):
+    seed = int(wildcards.seed)
+    overridden = Params(config, PARAMS.path, PARAMS.overrides + (f"{wildcards.key}={wildcards.value}",))
+    return canonical_hash([effective_config(overridden, wildcards.dataset, SWEEP_VARIANT, seed), CODE["train"]])
+
+
 def study_baselines():
     return [str(baseline_path(d)) for d in STUDY["datasets"]]
 
@@ -176,4 +194,4 @@ def train_resources():
 def report_outputs():
     # The runs are listed too: tables and figures are committed to git (the README shows them), so
     # on a fresh clone they exist, and only the missing runs make the study run again.
-    return aggregate_outputs() + study_runs() + study_baselines()
+    return aggregate_outputs(config) + study_runs() + study_baselines() + study_sweeps()

@@ -32,10 +32,44 @@ for _chunk in seed_chunks(config):
             "--seed {params.seeds} --threads {threads} {params.sets} 2> {log}"
 
 
+# A sweep (params.yaml `sweep:`): one job per key x value x dataset x seed, the value passed on as
+# the job's --set, so it wins over the dataset's overrides like any other --set.
+rule train_sweep:
+    input:
+        store="data/features/{dataset}/meta.json",
+    output:
+        [f"results/sweeps/{{key}}/{{value}}/{{dataset}}/seed{{seed}}/{name}" for name in RUN_FILES],
+    conda:
+        ENV
+    log:
+        "results/logs/sweeps/{key}/{value}/{dataset}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/sweeps/{key}/{value}/{dataset}/seed{seed}.tsv"
+    wildcard_constraints:
+        key="|".join(map(re.escape, SWEEP)) or NEVER,
+        seed=r"\d+",
+    threads: config["resources"]["threads"]
+    resources:
+        **_RESOURCES,
+    params:
+        maln=MALN,
+        variant=SWEEP_VARIANT,
+        sets=sets("datasets.{dataset}", "model", "train"),
+        config=sweep_config,
+    shell:
+        "{params.maln} train --dataset {wildcards.dataset} --variant {params.variant} --seed {wildcards.seed} "
+        "--out results/sweeps/{wildcards.key}/{wildcards.value}/{wildcards.dataset}/seed{wildcards.seed} "
+        "--threads {threads} {params.sets} --set {wildcards.key}={wildcards.value:q} 2> {log}"
+
+
 rule runs:
     input:
         study_runs(),
         study_baselines(),
+        study_sweeps(),
+    # the DVC train stage versions results/sweeps, which must exist even when no sweep is asked for
+    shell:
+        "mkdir -p results/sweeps"
 
 
 rule baseline:
