@@ -40,7 +40,7 @@ from maln.probes import invariance
 from maln.study import run_path
 
 # What a finished run leaves in its folder; metrics.json is written last and marks completion.
-RUN_FILES = ("predictions.csv", "history.csv", "features.npz", "model.pt", "metrics.json")
+RUN_FILES = ("predictions.csv", "valid_predictions.csv", "history.csv", "features.npz", "model.pt", "metrics.json")
 # The resume state: checkpoint-epoch<N>.pt holds epoch N's state; checkpoint.json names that file
 # and its SHA-256, and is replaced only after the file is complete, so a kill at any moment leaves
 # a pointer to an intact state (the previous file is deleted only after the pointer moves on).
@@ -252,6 +252,7 @@ class Run:
             train = predict(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16, keep_features=True)
             probes = invariance(*({"specific": p.specific, "common": p.common, "gold": p.gold} for p in (train, test)))
         write_predictions(out_dir / "predictions.csv", test, self.store)
+        write_predictions(out_dir / "valid_predictions.csv", valid, self.store)  # for the report's late fusion
         write_history(out_dir / "history.csv", state["history"])
         write_features(out_dir / "features.npz", test, model.modalities, names)
         with io.atomic_path(out_dir / "model.pt") as tmp:

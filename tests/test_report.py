@@ -154,6 +154,50 @@ def test_protocol_table_reads_the_recorded_test_curve(tiny_study):
     assert float(row["inflation_mean"]) >= 0
 
 
+def _run_with_probs(tmp_path, variant, seed, probs: dict, gold: dict):
+    """A Run whose prediction files hold the given probabilities (split -> [N, C])."""
+    import csv
+
+    from maln.report.runs import Run
+
+    path = tmp_path / variant / f"seed{seed}"
+    path.mkdir(parents=True)
+    names = ["a", "b", "c"]
+    for split, file in (("test", "predictions.csv"), ("valid", "valid_predictions.csv")):
+        with open(path / file, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["dialogue_id", "position", "speaker", "gold", "predicted", *(f"p_{c}" for c in names)])
+            for i, (g, p) in enumerate(zip(gold[split], probs[split])):
+                w.writerow([f"d{i // 5}", i % 5, 0, names[g], names[int(np.argmax(p))], *p])
+    return Run("d", variant, seed, path, {"class_names": names}, [], gold["test"], np.argmax(probs["test"], 1),
+               np.array([f"d{i // 5}" for i in range(len(gold["test"]))]))
+
+
+def test_late_fusion_gives_a_modality_that_only_adds_noise_no_weight(tmp_path):
+    from maln.report.ensemble import late_fusion
+    from maln.report.runs import Study
+    from maln.study import Cell
+
+    rng = np.random.default_rng(0)
+    gold = {s: rng.integers(0, 3, 300) for s in ("valid", "test")}
+
+    def informative(g):  # right 70 % of the time, confidently
+        p = np.full((len(g), 3), 0.1)
+        hit = np.where(rng.random(len(g)) < 0.7, g, rng.integers(0, 3, len(g)))
+        p[np.arange(len(g)), hit] = 0.8
+        return p
+
+    noise = {s: rng.dirichlet([0.3] * 3, 300) for s in gold}  # confident and meaningless
+    text = _run_with_probs(tmp_path, "text_only", 0, {s: informative(gold[s]) for s in gold}, gold)
+    audio = _run_with_probs(tmp_path, "audio_only", 0, noise, gold)
+    study = Study([Cell("d", "text_only", True), Cell("d", "audio_only", True)],
+                  {("d", "text_only"): [text], ("d", "audio_only"): [audio]})
+    fused = late_fusion(study, "d")
+    assert fused.seeded and [f["seed"] for f in fused.fits] == [0]
+    assert "audio 0" in fused.label  # the noise modality got weight 0 on validation
+    np.testing.assert_array_equal(fused.fits[0]["pred"], np.argmax(text.log_probs("test")[1], 1))
+
+
 def test_main_table_numbers_are_the_runs_mean_and_std(tiny_study):
     root, params = tiny_study
     wf1 = [100 * json.loads((root / f"results/runs/synthetic-meld/full/seed{s}/metrics.json").read_text())

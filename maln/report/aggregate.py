@@ -14,6 +14,7 @@ from maln import io
 from maln.config import Params
 from maln.data import layouts
 from maln.report import figures, tables
+from maln.report.ensemble import late_fusion
 from maln.report.published import for_layout
 from maln.report.runs import Study, load_study, load_sweep
 from maln.report.stats import mean_std
@@ -58,9 +59,12 @@ def summary(study: Study) -> dict:
         out[c.dataset][c.variant] = row
     for dataset, baselines in study.baselines.items():
         for b in baselines:
-            row = {f"{split}_{short}_{stat}": round(100 * b.metrics[split][key], 2) if stat == "mean" else 0.0
-                   for split in ("test", "valid") for short, key in METRICS.items() for stat in ("mean", "std")}
-            out.setdefault(dataset, {})[b.name] = {**row, "n": 1}
+            row = {}
+            for split in ("test", "valid"):
+                for short, key in METRICS.items():
+                    m, s = mean_std(b.scores(key, split))
+                    row[f"{split}_{short}_mean"], row[f"{split}_{short}_std"] = round(m, 2), 0.0 if np.isnan(s) else round(s, 2)
+            out.setdefault(dataset, {})[b.name] = {**row, "n": len(b.fits)}
     return out
 
 
@@ -111,6 +115,10 @@ def aggregate(params: Params, readme: Path | None = None) -> dict:
     root = params.root
     report = params.data["report"]
     study = load_study(root, params.data)
+    for dataset in study.datasets():  # a baseline made from the study's own single-modality runs
+        fused = late_fusion(study, dataset)
+        if fused is not None:
+            study.baselines.setdefault(dataset, []).append(fused)
     metrics = summary(study)
     io.write_json(root / RESULTS / "metrics.json", metrics)
     note = data_note(params)

@@ -77,9 +77,14 @@ def ablation_bars(study: Study, path: Path, note: str) -> None:
         # regression also as a line across the panel, so "does MALN beat a linear model" reads at a glance
         baselines = study.baselines_of(dataset)
         for k, b in enumerate(baselines):
-            value = 100 * b.metrics["test"]["weighted_f1"]
+            scores = np.array(b.scores("weighted_f1"))
+            value = scores.mean()
             ax.bar(len(cells) + 0.5 + k, value, color="0.82", edgecolor="0.35", hatch="///", width=0.7,
-                   label="baseline (one fit)" if k == 0 else None)
+                   yerr=scores.std(ddof=1) if len(scores) > 1 else None, capsize=4, ecolor="0.2",
+                   label="baseline" if k == 0 else None)
+            if len(scores) > 1:
+                ax.scatter(len(cells) + 0.5 + k + rng.uniform(-0.15, 0.15, len(scores)), scores, s=14, color="black",
+                           zorder=3)
             if b.name == "logreg_all":
                 ax.axhline(value, color="0.35", ls="--", lw=1, zorder=0, label="logreg_all")
         ticks = list(range(len(cells))) + [len(cells) + 0.5 + k for k in range(len(baselines))]

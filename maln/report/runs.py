@@ -25,6 +25,14 @@ class Run:
     pred: np.ndarray
     dialogue: np.ndarray  # each test utterance's dialogue id (the bootstrap's clusters)
 
+    def log_probs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+        """(gold, log-probabilities [N, C]) of the test or validation split, from the run's CSV."""
+        rows = _read_csv(self.path / ("predictions.csv" if split == "test" else "valid_predictions.csv"))
+        index = {name: i for i, name in enumerate(self.class_names)}
+        gold = np.array([index[r["gold"]] for r in rows], dtype=np.int64)
+        probs = np.array([[float(r[f"p_{c}"]) for c in self.class_names] for r in rows])
+        return gold, np.log(np.clip(probs, 1e-6, 1.0))
+
     @property
     def class_names(self) -> list[str]:
         return self.metrics["class_names"]
@@ -32,23 +40,26 @@ class Run:
 
 @dataclass
 class Baseline:
+    """A reference the MALN variants are compared with: one deterministic fit (the regressions of
+    maln/baselines.py, seed None) or one fit per seed (the late fusion of maln/report/ensemble.py)."""
     dataset: str
     name: str
-    result: dict  # one entry of results/baselines/<dataset>.json (maln/baselines.py)
+    label: str  # the name a table shows, with what the validation split chose
+    fits: list  # [{"seed": int | None, "valid": metrics, "test": metrics, "pred": test predictions}]
+    modalities: tuple = ()
+
+    def scores(self, key: str, split: str = "test") -> list[float]:
+        return [100 * f[split][key] for f in self.fits]
 
     @property
-    def metrics(self) -> dict:
-        return {"valid": self.result["valid"], "test": self.result["test"]}
+    def seeded(self) -> bool:
+        return self.fits[0]["seed"] is not None
 
-    @property
-    def pred(self) -> np.ndarray:
-        return np.asarray(self.result["test_predictions"], dtype=np.int64)
 
-    @property
-    def label(self) -> str:
-        """The name a table shows, with what the training and validation splits chose."""
-        chosen = f"C={self.result['C']:g}" if "C" in self.result else self.result["class"]
-        return f"{self.name} (baseline, {chosen})"
+def _regression(dataset: str, name: str, r: dict) -> Baseline:
+    chosen = f"C={r['C']:g}" if "C" in r else r["class"]
+    fit = {"seed": None, "valid": r["valid"], "test": r["test"], "pred": np.asarray(r["test_predictions"], dtype=np.int64)}
+    return Baseline(dataset, name, f"{name} (baseline, {chosen})", [fit], tuple(r.get("modalities", ())))
 
 
 @dataclass
@@ -109,7 +120,7 @@ def load_study(root: Path, params_data: dict) -> Study:
             result = json.loads(path.read_text())
         except (OSError, ValueError) as e:
             raise MalnError(f"{path}: unreadable baselines ({e}); compute them again") from None
-        baselines[dataset] = [Baseline(dataset, name, r) for name, r in result["baselines"].items()]
+        baselines[dataset] = [_regression(dataset, name, r) for name, r in result["baselines"].items()]
     if missing:
         shown = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise MalnError(f"{len(missing)} run(s) of the study have no results (train them first, e.g. with "

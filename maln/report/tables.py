@@ -39,9 +39,9 @@ def main_table(study: Study, published: dict | None = None) -> list[dict]:
                 row[f"test_{short}_mean"], row[f"test_{short}_std"] = m, s
             rows.append(row)
         for b in study.baselines_of(dataset):
-            row = {"dataset": dataset, "variant": b.label, "kind": "baseline", "n": 1, "note": ""}
+            row = {"dataset": dataset, "variant": b.label, "kind": "baseline", "n": len(b.fits), "note": ""}
             for short, key in SCORES.items():
-                row[f"test_{short}_mean"], row[f"test_{short}_std"] = 100 * b.metrics["test"][key], math.nan
+                row[f"test_{short}_mean"], row[f"test_{short}_std"] = mean_std(b.scores(key))
             rows.append(row)
         for p in (published or {}).get(dataset, []):
             rows.append({"dataset": dataset, "variant": f"published: {p.method} ({p.text_features}; {p.selection})",
@@ -59,7 +59,7 @@ def per_class_table(study: Study, variant: str = "full", baseline: str = "logreg
         runs = study.get(dataset, variant)
         if not runs:
             continue
-        lr = next((b.metrics["test"] for b in study.baselines_of(dataset) if b.name == baseline), None)
+        lr = next((b.fits[0]["test"] for b in study.baselines_of(dataset) if b.name == baseline), None)
         for name in runs[0].class_names:
             acc = mean_std([100 * r.metrics["test"]["per_class"][name]["recall"] for r in runs])
             f1 = mean_std([100 * r.metrics["test"]["per_class"][name]["f1"] for r in runs])
@@ -104,17 +104,21 @@ def ablation_table(study: Study, n_boot: int, confidence: float, seed: int) -> l
             row.update(n=len(seeds), wf1_mean=float(np.mean(a)), full_wf1_mean=float(np.mean(b)), delta_wf1_mean=d_mean,
                        delta_wf1_std=d_std, ci_low=100 * lo, ci_high=100 * hi, paired_t=t, paired_p=p, note="")
             rows.append(row)
-        seeds = sorted(full)
-        for base in study.baselines_of(dataset) if seeds else []:
-            # one deterministic fit against every seed of full: the t-test is then one-sample
-            a = [100 * base.metrics["test"]["weighted_f1"]] * len(seeds)
+        for base in study.baselines_of(dataset) if full else []:
+            # a fit per seed is paired with that seed of full; one deterministic fit with every seed
+            # of full (the t-test is then one-sample)
+            fits = {f["seed"]: f for f in base.fits}
+            seeds = sorted(set(full) & set(fits)) if base.seeded else sorted(full)
+            pick = (lambda s: fits[s]) if base.seeded else (lambda s: base.fits[0])
+            a = [100 * pick(s)["test"]["weighted_f1"] for s in seeds]
             b = [100 * full[s].metrics["test"]["weighted_f1"] for s in seeds]
             t, p = paired_t_test(a, b)
-            delta, lo, hi = bootstrap_delta_wf1(full[seeds[0]].gold, [base.pred], [full[s].pred for s in seeds],
+            preds = [pick(s)["pred"] for s in seeds] if base.seeded else [base.fits[0]["pred"]]
+            delta, lo, hi = bootstrap_delta_wf1(full[seeds[0]].gold, preds, [full[s].pred for s in seeds],
                                                 len(full[seeds[0]].class_names), n_boot, confidence, seed,
                                                 full[seeds[0]].dialogue)
             d_mean, d_std = mean_std(np.subtract(a, b))
-            rows.append({"dataset": dataset, "variant": base.label, "n": len(seeds), "wf1_mean": a[0],
+            rows.append({"dataset": dataset, "variant": base.label, "n": len(seeds), "wf1_mean": float(np.mean(a)),
                          "full_wf1_mean": float(np.mean(b)), "delta_wf1_mean": d_mean, "delta_wf1_std": d_std,
                          "ci_low": 100 * lo, "ci_high": 100 * hi, "paired_t": t, "paired_p": p, "note": ""})
     return rows
@@ -123,7 +127,7 @@ def ablation_table(study: Study, n_boot: int, confidence: float, seed: int) -> l
 MODALITY_ROWS = (("T", "text_only"), ("A", "audio_only"), ("V", "visual_only"), ("all", "full"))
 BASELINE_ROWS = (("T, logistic regression", "logreg_text"), ("A, logistic regression", "logreg_audio"),
                  ("V, logistic regression", "logreg_visual"), ("all, logistic regression", "logreg_all"),
-                 ("majority class", "majority"))
+                 ("all, late fusion of the single-modality networks", "late_fusion"), ("majority class", "majority"))
 
 
 def modality_table(study: Study) -> list[dict]:
@@ -148,10 +152,10 @@ def modality_table(study: Study) -> list[dict]:
         row = {"modality": label, "variant": name}
         for dataset in study.datasets():
             b = next((b for b in study.baselines_of(dataset) if b.name == name), None)
-            row[f"{dataset}_modalities"] = "+".join(m[0].upper() for m in b.result.get("modalities", [])) if b else ""
+            row[f"{dataset}_modalities"] = "+".join(m[0].upper() for m in b.modalities) if b else ""
             for short, key in (("waa", "waa"), ("wf1", "weighted_f1")):
-                row[f"{dataset}_{short}_mean"] = 100 * b.metrics["test"][key] if b else math.nan
-                row[f"{dataset}_{short}_std"] = math.nan
+                m, s = mean_std(b.scores(key)) if b else (math.nan, math.nan)
+                row[f"{dataset}_{short}_mean"], row[f"{dataset}_{short}_std"] = m, s
             row[f"{dataset}_note"] = "" if b else "n/a"
         rows.append(row)
     return rows
