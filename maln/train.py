@@ -32,7 +32,7 @@ from maln.data.prepare import store_dir
 from maln.data.store import Store, load_store
 from maln.devices import Placement, place
 from maln.errors import ConfigError, MalnError
-from maln.evaluate import Predictions, autocast, metrics_of, predict
+from maln.evaluate import Predictions, autocast, fit_combination, metrics_of, predict
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
@@ -125,7 +125,7 @@ class Run:
     def build_model(self, seed: int) -> MALN:
         torch.manual_seed(seed)
         model = MALN(self.store.modalities, len(self.store.class_names), self.model_cfg, self.variant, self.dataset)
-        model.set_statistics(self.store.standardization)
+        model.set_statistics(self.store.standardization, self.store.class_prior)
         return model.to(self.device)
 
     def train_seed(self, seed: int, out_dir: Path, force: bool = False, progress: bool | None = None) -> dict:
@@ -144,7 +144,8 @@ class Run:
         step = model
         if cfg.compile and self.device.type == "cuda":
             step = torch.compile(model)
-        state = {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -1.0, "best_model": None, "stale": 0}
+        state = {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -1.0, "best_model": None, "stale": 0,
+                 "combination": None}
         resumed = _load_checkpoint(out_dir, config_hash, self.store.hash)
         if resumed is not None:
             model.load_state_dict(resumed["model"])
@@ -173,10 +174,15 @@ class Run:
             if not np.isfinite(losses["loss"]):
                 raise MalnError(f"training diverged: loss {losses['loss']} at epoch {epoch} "
                                 "(try a lower train.lr or train.grad_clip)")
+            if model.branchwise:  # this epoch's combination, from the validation split (as the epoch is)
+                combination = fit_combination(model, self.data, self.splits["valid"], cfg.batch_dialogues,
+                                              self.store.class_names, cfg.bf16)
             valid = metrics_of(predict(step, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16),
                                self.store.class_names)
             improved = valid["weighted_f1"] > state["best_score"]
             if improved:
+                if model.branchwise:
+                    state["combination"] = combination
                 state.update(best_epoch=epoch, best_score=valid["weighted_f1"], stale=0,
                              best_model={k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
             else:
@@ -235,7 +241,8 @@ class Run:
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             if self.train_cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), self.train_cfg.grad_clip)
+                for group in model.clip_groups():
+                    torch.nn.utils.clip_grad_norm_(group, self.train_cfg.grad_clip)
             optimizer.step()
             n = b.n_utterances
             total += n
@@ -268,6 +275,7 @@ class Run:
             "modalities": list(model.modalities), "class_names": list(names),
             "valid": metrics_of(valid, names), "test": metrics_of(test, names),
             **({"invariance": probes} if probes else {}),
+            **({"combination": state["combination"]} if state["combination"] else {}),
             "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
             "stopped_early": state["epoch"] < cfg.epochs,
             "started_at": round(self._started, 3), "finished_at": round(time.time(), 3),

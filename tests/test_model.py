@@ -19,7 +19,8 @@ from maln.errors import NotApplicable
 
 CFG = ModelConfig(width=16, context_hidden={"text": 8, "audio": 6, "visual": 6}, context_layers=2, context_dropout=0.5,
                   sclm_reads="context", sclm_pool="speaker", sclm_layers=1, sclm_heads=2, sclm_feedforward=32,
-                  sclm_max_positions=64, attention_heads=4, cross_gate=True, fusion="specific", adversary="reversal",
+                  sclm_max_positions=64, attention_heads=4, cross_gate=True, fusion="specific", training="joint",
+                  adversary="reversal",
                   discriminator_hidden=16, grl_scale=1.0, dropout=0.1, common_dropout=0.3, fusion_dropout=0.66,
                   standardize=True, input_dropout=0.0, input_noise=0.0, modality_dropout=0.0)
 DIMS = {"text": 7, "audio": 5, "visual": 3}
@@ -264,3 +265,58 @@ def test_schema_variant_enum_is_the_variant_table():
 
     schema = yaml.safe_load((REPO / "workflow/schemas/params.schema.yaml").read_text())
     assert schema["$defs"]["variant"]["enum"] == list(VARIANTS)
+
+
+def _branchwise():
+    from dataclasses import replace
+
+    torch.manual_seed(0)
+    return MALN(DIMS, 7, replace(CFG, training="branchwise"), VARIANTS["full"]).train()
+
+
+def test_branchwise_losses_reach_only_their_own_parts(data):
+    """Each modality's branch learns from its own classifier only; AMDM, the cross-modal block and
+    the fusion classifier learn on top of the branches without moving them."""
+    model = _branchwise()
+    b = data.batch(np.arange(4))
+    out = model(b.features, b.speakers, b.mask, b.lengths)
+    ce = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 7), b.labels.reshape(-1), ignore_index=-100)
+    ce.backward(retain_graph=True)
+    assert all(p.grad is None for p in model.context.parameters())
+    assert model.classifier.net[0].weight.grad.abs().sum() > 0
+    model.zero_grad(set_to_none=True)
+    aux = torch.nn.functional.cross_entropy(out.aux_logits["audio"].reshape(-1, 7), b.labels.reshape(-1), ignore_index=-100)
+    aux.backward()
+    assert model.context["audio"].out.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in (*model.context["text"].parameters(), *model.amdm.parameters(),
+                                        *model.classifier.parameters()))
+    groups = model.clip_groups()
+    assert len(groups) == 4 and sum(len(g) for g in groups) == len(list(model.parameters()))
+
+
+def test_branchwise_prediction_is_the_bayes_combination(data):
+    model = _branchwise().eval()
+    prior = np.full(7, 1 / 7)
+    prior[0] = 0.4
+    prior /= prior.sum()
+    model.set_statistics({m: (np.zeros(d), np.ones(d)) for m, d in DIMS.items()}, prior)
+    model.combination.copy_(torch.tensor([0.5, 1.0, 0.25, 0.0]))
+    b = data.batch(np.arange(3))
+    with torch.no_grad():
+        out = model(b.features, b.speakers, b.mask, b.lengths)
+    lp = lambda x: torch.log_softmax(x, -1)
+    by_hand = (0.5 * lp(out.fused_logits) + lp(out.aux_logits["text"]) + 0.25 * lp(out.aux_logits["audio"])
+               - 0.75 * torch.log(torch.tensor(prior, dtype=torch.float32)))
+    torch.testing.assert_close(out.logits, by_hand)
+
+
+def test_combination_gives_a_classifier_of_noise_no_weight():
+    from maln.evaluate import choose_combination
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 400)
+    good = np.full((400, 3), 0.1)
+    good[np.arange(400), np.where(rng.random(400) < 0.7, gold, rng.integers(0, 3, 400))] = 0.8
+    noise = rng.dirichlet([0.3] * 3, 400)
+    w = choose_combination([np.log(noise), np.log(good)], gold, np.log(np.full(3, 1 / 3)), ["a", "b", "c"], anchor=1)
+    assert list(w) == [0.0, 1.0]

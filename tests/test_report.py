@@ -192,7 +192,7 @@ def test_late_fusion_gives_a_modality_that_only_adds_noise_no_weight(tmp_path):
     audio = _run_with_probs(tmp_path, "audio_only", 0, noise, gold)
     study = Study([Cell("d", "text_only", True), Cell("d", "audio_only", True)],
                   {("d", "text_only"): [text], ("d", "audio_only"): [audio]})
-    fused = late_fusion(study, "d")
+    fused = late_fusion(study, "d", np.log(np.full(3, 1 / 3)))  # a flat prior: a plain product of experts
     assert fused.seeded and [f["seed"] for f in fused.fits] == [0]
     assert "audio 0" in fused.label  # the noise modality got weight 0 on validation
     np.testing.assert_array_equal(fused.fits[0]["pred"], np.argmax(text.log_probs("test")[1], 1))

@@ -48,7 +48,8 @@ def make_tiny(root: Path, variants=("full", "text_only", "visual_only"), seeds=(
         entry = params["datasets"][name]
         entry["synthetic"].update(synth)
         entry["overrides"]["train"] = {"epochs": epochs, "batch_dialogues": 8}
-    params["study"].update(datasets=list(TINY), variants=list(variants), seeds=list(seeds), **study)
+    params["study"].update(datasets=list(TINY), variants=list(variants), seeds=list(seeds),
+                           **{"seeds_per_job": 1, **study})
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

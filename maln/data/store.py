@@ -80,6 +80,14 @@ class Store:
         return {m: (np.asarray(self.arrays[f"{m}.mean"]), np.asarray(self.arrays[f"{m}.std"])) for m in self.modalities}
 
     @property
+    def class_prior(self) -> np.ndarray:
+        """Each class's share of the training split's utterances."""
+        d = self.dialogues("train")
+        rows = np.concatenate([np.arange(self.offsets[i], self.offsets[i + 1]) for i in d])
+        counts = np.bincount(np.asarray(self.labels)[rows], minlength=len(self.class_names))
+        return counts / max(counts.sum(), 1)
+
+    @property
     def hash(self) -> str:
         return self.meta["store_hash"]
 

@@ -9,6 +9,7 @@ from maln.errors import ConfigError
 SCLM_READS = ("context", "features")
 SCLM_POOLS = ("speaker", "dialogue")
 FUSIONS = ("specific", "common")
+TRAININGS = ("joint", "branchwise")
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,7 @@ class ModelConfig:
     attention_heads: int
     cross_gate: bool
     fusion: str  # specific | common: what the cross-modal block and the classifier read
+    training: str  # joint | branchwise (maln/model/maln.py)
     adversary: str  # amdm.ADVERSARIES
     discriminator_hidden: int
     grl_scale: float
@@ -58,6 +60,7 @@ class ModelConfig:
             attention_heads=d["attention_heads"],
             cross_gate=d["cross_gate"],
             fusion=d["fusion"],
+            training=d["training"],
             adversary=d["adversary"],
             discriminator_hidden=d["discriminator_hidden"],
             grl_scale=d["grl_scale"],

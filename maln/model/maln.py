@@ -32,10 +32,11 @@ from maln.model.variants import Variant
 
 @dataclass
 class MALNOutput:
-    logits: torch.Tensor  # [B, T, C]
+    logits: torch.Tensor  # [B, T, C]: the prediction (branchwise in evaluation: the combination)
     aux_logits: dict = field(default_factory=dict)  # modality -> [B, T, C]
     specific: dict = field(default_factory=dict)  # modality -> [B, T, W]
     common: dict = field(default_factory=dict)
+    fused_logits: torch.Tensor | None = None  # the fusion classifier's own logits
 
 
 @dataclass(frozen=True)
@@ -81,19 +82,36 @@ class MALN(nn.Module):
         }) if variant.sclm else None
         in_widths = {m: hidden[m] + (w if variant.sclm else 0) for m in self.modalities}
         self.multimodal = len(self.modalities) > 1
+        self.branchwise = False
         self.modality_dropout = cfg.modality_dropout if self.multimodal else 0.0
         if self.multimodal:
             self.amdm = AMDM(in_widths, w, cfg.dropout, cfg.common_dropout, cfg.adversary if variant.adversary else None,
                              cfg.discriminator_hidden, cfg.grl_scale)
             self.cross = CrossModalAttention(w, cfg.attention_heads, cfg.fusion_dropout, cfg.cross_gate)
-            self.aux = nn.ModuleDict({m: EmotionClassifier(w, w, n_classes, cfg.fusion_dropout) for m in self.modalities})
+            # joint (the paper's): the auxiliary classifiers read each modality's common features and
+            # everything learns from every loss. branchwise: each modality's branch (context encoder,
+            # SCLM and its own classifier, the same three stages as its single-modality variant)
+            # learns from its classifier alone; AMDM, the cross-modal block and the fusion classifier
+            # learn on top of the branches, which their losses do not move; and the prediction
+            # combines the fusion classifier with the modalities' by Bayes' rule, with weights chosen
+            # on the validation split (`combination`, set by the training loop).
+            self.branchwise = cfg.training == "branchwise"
+            self.aux = nn.ModuleDict({m: EmotionClassifier(in_widths[m] if self.branchwise else w, w, n_classes,
+                                                           cfg.fusion_dropout) for m in self.modalities})
+            if self.branchwise:
+                self.register_buffer("combination", torch.zeros(1 + len(self.modalities)))  # fusion, then modalities
+                self.combination[0] = 1.0
+                self.register_buffer("log_prior", torch.zeros(n_classes))
             fused_width = 2 * w + w + (len(self.modalities) * w if self.fusion == "specific" else 0)
         else:
             fused_width = in_widths[self.modalities[0]]
         self.classifier = EmotionClassifier(fused_width, w, n_classes, cfg.fusion_dropout)
 
-    def set_statistics(self, statistics: dict) -> None:
-        """Per-feature (mean, std) of each modality over the training split (Store.standardization)."""
+    def set_statistics(self, statistics: dict, class_prior=None) -> None:
+        """Per-feature (mean, std) of each modality over the training split (Store.standardization),
+        and its class frequencies (Store.class_prior; what the branchwise combination counts once)."""
+        if self.branchwise and class_prior is not None:
+            self.log_prior.copy_(torch.log(torch.as_tensor(np.maximum(class_prior, 1e-12), dtype=torch.float32)))
         if self.standardize is not None:
             for m in self.modalities:
                 mean, std = statistics[m]
@@ -126,14 +144,34 @@ class MALN(nn.Module):
             h[m] = context
         if not self.multimodal:
             return MALNOutput(self.classifier(h[self.modalities[0]]))
-        specific, common = self.amdm(h)
+        specific, common = self.amdm({m: h[m].detach() for m in self.modalities} if self.branchwise else h)
         source = specific if self.fusion == "specific" else common
         anchor, *others = self.modalities  # text when present
         parts = [self.cross(source[anchor], [source[m] for m in others], mask), sum(common.values())]
         if self.fusion == "specific":
             parts += [specific[m] for m in self.modalities]
-        aux = {m: self.aux[m](common[m]) for m in self.modalities}
-        return MALNOutput(self.classifier(torch.cat(parts, dim=-1)), aux, specific, common)
+        aux = {m: self.aux[m](h[m] if self.branchwise else common[m]) for m in self.modalities}
+        fused = self.classifier(torch.cat(parts, dim=-1))
+        logits = self.combine([fused, *aux.values()]) if self.branchwise and not self.training else fused
+        return MALNOutput(logits, aux, specific, common, fused)
+
+    def combine(self, heads: list, weights: torch.Tensor | None = None) -> torch.Tensor:
+        """Bayes' rule for classifiers that are independent given the emotion: sum_k w_k log p_k(y|x)
+        - (sum_k w_k - 1) log p(y), so the class prior counts once, not once per classifier."""
+        w = self.combination if weights is None else weights
+        log_p = sum(wk * torch.log_softmax(hk.float(), -1) for wk, hk in zip(w, heads))
+        return log_p - (w.sum() - 1) * self.log_prior
+
+    def clip_groups(self) -> list:
+        """Parameters whose gradient norm is clipped together: all of them, or, branchwise, each
+        branch apart from the rest (their losses are disjoint, so one's gradient must not scale
+        another's step)."""
+        if not self.branchwise:
+            return [list(self.parameters())]
+        groups = [[*self.context[m].parameters(), *(self.sclm[m].parameters() if self.sclm is not None else ()),
+                   *self.aux[m].parameters()] for m in self.modalities]
+        taken = {id(p) for g in groups for p in g}
+        return groups + [[p for p in self.parameters() if id(p) not in taken]]
 
     def loss(self, out: MALNOutput, labels: torch.Tensor, mask: torch.Tensor, weights: LossWeights,
              class_weights: torch.Tensor | None = None, progress: float = 1.0) -> dict:
@@ -153,6 +191,9 @@ class MALN(nn.Module):
             self.amdm.adversarial_loss(out.specific, out.common, mask, progress)
             if self.multimodal and self.amdm.discriminator is not None else (zero, zero))
         terms["orthogonality"] = self.amdm.orthogonality(out.specific, out.common, mask) if self.multimodal else zero
-        terms["loss"] = (terms["ce"] + weights.unimodal * terms["unimodal"] + weights.adversarial * terms["adversarial"]
+        # branchwise, the modalities' classifiers are their branches' only loss: weight 1, as in a
+        # single-modality variant
+        unimodal = 1.0 if self.branchwise else weights.unimodal
+        terms["loss"] = (terms["ce"] + unimodal * terms["unimodal"] + weights.adversarial * terms["adversarial"]
                          + terms["discriminator"] + weights.orthogonality * terms["orthogonality"])
         return terms

@@ -68,6 +68,14 @@ def summary(study: Study) -> dict:
     return out
 
 
+def training_log_prior(root: Path, dataset: str) -> np.ndarray:
+    """Log class frequencies of the dataset's training split, read from its store."""
+    from maln.data.store import load_store
+
+    prior = load_store(root / "data" / "features" / dataset, verify=False).class_prior
+    return np.log(np.maximum(prior, 1e-12))
+
+
 def data_note(params: Params) -> str:
     """Which data the numbers come from, said plainly: synthetic data is no replication."""
     layouts_ = [layouts.get(params.dataset(d)["layout"]) for d in params.data["study"]["datasets"]]
@@ -116,7 +124,7 @@ def aggregate(params: Params, readme: Path | None = None) -> dict:
     report = params.data["report"]
     study = load_study(root, params.data)
     for dataset in study.datasets():  # a baseline made from the study's own single-modality runs
-        fused = late_fusion(study, dataset)
+        fused = late_fusion(study, dataset, training_log_prior(root, dataset))
         if fused is not None:
             study.baselines.setdefault(dataset, []).append(fused)
     metrics = summary(study)

@@ -93,7 +93,8 @@ def ablation_bars(study: Study, path: Path, note: str) -> None:
         ax.set_ylabel("test weighted F1 (%)")
         ax.set_title(dataset)
         ax.set_ylim(0, 100)
-    axes[0][0].legend(loc="upper right", fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), bbox_to_anchor=(0.5, -0.08), fontsize=9)
     fig.suptitle(f"Ablations: mean ± std over seeds, dots = seeds ({note})", fontsize=10)
     _save(fig, path)
 
@@ -238,6 +239,7 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
             ax.set_ylabel("t-SNE 2")
         for col in range(len(panels) + 1, 3):
             axes[row][col].set_visible(False)
+    fig.subplots_adjust(hspace=0.42, wspace=0.22)
     first = study.get(datasets[0], "full")[0].seed if datasets else "-"
     fig.suptitle(f"Decomposition of the test features, seed {first} ({n_utterances} utterances per dataset; "
                  f"filled = specific, hollow = common; {note})", fontsize=10)

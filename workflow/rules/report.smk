@@ -3,6 +3,7 @@
 
 rule aggregate:
     input:
+        study_stores(),  # the late-fusion baseline reads the training split's class prior
         study_runs(),
         study_baselines(),
         study_sweeps(),
