@@ -54,8 +54,9 @@ def test_tiny_study_through_slurm_equals_the_local_run(slurm, tmp_path):
     # "Job 4 has been submitted with SLURM jobid 2 (log: .../slurm_logs/rule_synth/...)"
     submitted = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S+/slurm_logs/rule_(\w+)/", text)
     rules = sorted(rule for _, rule in submitted)
-    assert len({jobid for jobid, _ in submitted}) == 8, text[-3000:]
-    assert rules == ["aggregate", "prepare", "prepare", "synth", "synth", "train_seed0", "train_seed0", "train_seed0"]
+    assert len({jobid for jobid, _ in submitted}) == 10, text[-3000:]
+    assert rules == ["aggregate", "baseline", "baseline", "prepare", "prepare", "synth", "synth", "train_seed0",
+                     "train_seed0", "train_seed0"]
     for jobid, rule in submitted:
         # Finished jobs stay in slurmctld's memory for MinJobAge (300 s), long enough to ask.
         job = subprocess.run(["scontrol", "show", "job", "-o", jobid], capture_output=True, text=True).stdout

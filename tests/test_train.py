@@ -202,11 +202,12 @@ def test_recorded_test_scores_never_steer_selection(synthetic_project, tmp_path,
 def test_linear_adversary_makes_the_common_features_harder_to_tell_apart(synthetic_project, tmp_path):
     """A fresh linear probe tells the modalities apart from the common features almost perfectly
     without an adversary; the linear adversary (the best linear read-out refit every batch) brings
-    it down, while the specific features keep their modality."""
+    it down, while the specific features keep their modality. (Not to chance: README, "Adversary".)"""
     probes = {}
     for variant, sets in (("no_adversary", []), ("full", ["model.adversary=linear", "train.loss_weights.adversarial=1",
                                                           "model.common_dropout=0"])):
-        params = load_params(synthetic_project / "params.yaml", ["train.epochs=12", *sets])
+        # joint training: the adversary shapes the encoders themselves (README, "Adversary")
+        params = load_params(synthetic_project / "params.yaml", ["train.epochs=12", "model.training=joint", *sets])
         run = Run(params, "synthetic-meld", variant, threads=1)
         probes[variant] = run.train_seed(0, tmp_path / variant, progress=False)["invariance"]
     assert probes["no_adversary"]["common_modality_accuracy"] > 0.95

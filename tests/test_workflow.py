@@ -25,8 +25,10 @@ def study(tmp_path_factory):
 def test_tiny_study_runs_and_then_has_nothing_to_do(study):
     root, proc = study
     metrics = json.loads((root / "results/metrics.json").read_text())
-    assert set(metrics["synthetic-iemocap"]) == {"full", "text_only", "visual_only"}
-    assert set(metrics["synthetic-meld"]) == {"full", "text_only"}  # visual_only does not apply
+    baselines = {"majority", "logreg_text", "logreg_audio", "logreg_all"}
+    # late fusion needs text_only and another single-modality run: visual_only here, none on MELD
+    assert set(metrics["synthetic-iemocap"]) == {"full", "text_only", "visual_only", "logreg_visual", "late_fusion"} | baselines
+    assert set(metrics["synthetic-meld"]) == {"full", "text_only"} | baselines  # visual_only does not apply
     assert metrics["synthetic-iemocap"]["full"]["n"] == 2
     for seed in (0, 1):
         log = root / f"results/logs/train/synthetic-meld/full/seed{seed}.log"

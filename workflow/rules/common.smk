@@ -99,7 +99,7 @@ def report_config(wildcards):
 
 def sweep_outputs():
     """The sweep's table and figure, when params.yaml asks for a sweep."""
-    return [f for f in aggregate_outputs(config) if "/sweep." in f]
+    return [f for f in aggregate_outputs(config) if Path(f).stem == "sweep"]
 
 def _raw(dataset):
     return raw_files(PARAMS, dataset)

@@ -67,9 +67,6 @@ rule runs:
         study_runs(),
         study_baselines(),
         study_sweeps(),
-    # the DVC train stage versions results/sweeps, which must exist even when no sweep is asked for
-    shell:
-        "mkdir -p results/sweeps"
 
 
 rule baseline:
