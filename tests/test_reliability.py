@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,7 +92,7 @@ def test_hostile_resume_checkpoint_is_refused_and_training_starts_over(synthetic
 # -- faults --------------------------------------------------------------------------------------
 
 def test_killed_training_job_resumes_through_snakemake_to_identical_metrics(tmp_path):
-    from workflow_helpers import copy_repo, make_tiny, snakemake
+    from workflow_helpers import copy_repo, env, make_tiny, snakemake
 
     target = "results/runs/synthetic-iemocap/full/seed0/metrics.json"
     whole = copy_repo(tmp_path / "whole")
@@ -103,8 +102,7 @@ def test_killed_training_job_resumes_through_snakemake_to_identical_metrics(tmp_
     root = copy_repo(tmp_path / "killed")
     make_tiny(root, variants=("full",), seeds=(0,), epochs=12)
     snakemake(root, "--cores", "1", "data/features/synthetic-iemocap/meta.json")
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
-    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", target], cwd=root, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "snakemake", "--cores", "1", target], cwd=root, env=env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     sidecar = root / "results/runs/synthetic-iemocap/full/seed0/checkpoint.json"
     deadline = time.time() + 300

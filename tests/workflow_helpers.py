@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import yaml
@@ -39,37 +40,57 @@ def copy_repo(dest: Path) -> Path:
     return dest
 
 
-def make_tiny(root: Path, variants=("full", "text_only", "visual_only"), seeds=(0, 1), epochs=2, **study) -> None:
-    """Shrink params.yaml in `root`: small synthetic data, few epochs, a few variants and seeds.
-    Learning rates are left to train.lr, so a change of train.lr reaches the runs."""
+def make_tiny(root: Path, variants=("full", "text_only", "visual_only"), seeds=(0, 1), epochs=2,
+              datasets=tuple(TINY), **study) -> None:
+    """Shrink params.yaml in `root`: small synthetic data, few epochs, a few variants, seeds and
+    datasets (of TINY). Learning rates are left to train.lr, so a change of train.lr reaches the runs."""
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
     for name, synth in TINY.items():
         entry = params["datasets"][name]
         entry["synthetic"].update(synth)
         entry["overrides"]["train"] = {"epochs": epochs, "batch_dialogues": 8}
-    params["study"].update(datasets=list(TINY), variants=list(variants), seeds=list(seeds),
+    params["study"].update(datasets=list(datasets), variants=list(variants), seeds=list(seeds),
                            **{"seeds_per_job": 1, **study})
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def env(**extra) -> dict:
-    """The test interpreter's bin folder first on PATH (dvc.yaml calls `snakemake`), git identity set."""
-    bin_dir = str(Path(sys.executable).parent)
-    return {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
+def _no_cluster_bin() -> str:
+    """A folder whose `scontrol` fails at once. Snakemake imports every installed executor plugin,
+    and the SLURM one (a test dependency) asks `scontrol show config` at import time; on a machine
+    with SLURM's client but no controller running (CI installs SLURM for tests/test_slurm.py) that
+    question waits 9 s, on every Snakemake start. Runs that are not addressed to SLURM get this
+    answer instead; the plugin treats a failing scontrol as "no cluster", as it does a missing one."""
+    folder = Path(tempfile.gettempdir()) / f"maln-tests-no-cluster-{os.getuid()}"
+    shim = folder / "scontrol"
+    if not shim.exists():
+        folder.mkdir(exist_ok=True)
+        tmp = folder / f".scontrol.{os.getpid()}"
+        tmp.write_text("#!/bin/sh\necho 'no SLURM cluster in this test' >&2\nexit 1\n")
+        tmp.chmod(0o755)
+        tmp.replace(shim)
+    return str(folder)
+
+
+def env(slurm: bool = False, **extra) -> dict:
+    """The test interpreter's bin folder first on PATH (dvc.yaml calls `snakemake`), git identity
+    set; unless `slurm`, SLURM's scontrol answers "no cluster" at once (see _no_cluster_bin)."""
+    bins = [str(Path(sys.executable).parent)] + ([] if slurm else [_no_cluster_bin()])
+    return {**os.environ, "PATH": os.pathsep.join(bins + [os.environ.get("PATH", "")]),
             "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org", "GIT_COMMITTER_NAME": "t",
             "GIT_COMMITTER_EMAIL": "t@example.org", "PYTHONUNBUFFERED": "1", **extra}
 
 
-def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, **extra_env) -> subprocess.CompletedProcess:
-    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env(**extra_env))
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, slurm: bool = False,
+        **extra_env) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env(slurm, **extra_env))
     if check and proc.returncode != 0:
         raise AssertionError(f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
     return proc
 
 
-def snakemake(root: Path, *args, check=True, timeout=600, **extra_env):
-    return run([sys.executable, "-m", "snakemake", *args], root, check, timeout, **extra_env)
+def snakemake(root: Path, *args, check=True, timeout=600, slurm=False, **extra_env):
+    return run([sys.executable, "-m", "snakemake", *args], root, check, timeout, slurm, **extra_env)
 
 
 def dvc(root: Path, *args, check=True):
