@@ -15,7 +15,8 @@ FILE (YAML):
       constant audio+visual: {variant: full, zero: [audio, visual]}   # those inputs replaced by zeros
 
 Runs land in results/experiments/<file stem>/<config>/seed<k>/ (ignored by git) and are reused
-when their configuration has not changed, so adding a configuration trains only that one. Each
+when their configuration has not changed, so adding a configuration trains only that one (the
+code is not part of that key: remove the folder after changing the model). Each
 run is the real training loop (validation selection, test once), one CPU thread per job.
 """
 

@@ -10,7 +10,7 @@ from builders import dialogues, raw_tuple, write_pickle
 from maln.data import readers
 from maln.data.batching import DeviceData
 from maln.data.store import load_store, write_store
-from maln.model.amdm import AMDM, masked_cross_entropy, orthogonality_loss, ramp, reverse_gradient
+from maln.model.amdm import AMDM, _standardize, masked_cross_entropy, moment_gap, orthogonality_loss, ramp, reverse_gradient
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.sclm import masked_mean
@@ -137,7 +137,7 @@ def test_reversal_is_the_authors_one_term_summed_over_modalities():
     torch.testing.assert_close(comm["text"].grad, -x.grad)
 
 
-@pytest.mark.parametrize("adversary", ["scheduled", "confusion"])
+@pytest.mark.parametrize("adversary", ["scheduled", "confusion", "linear", "moments"])
 def test_discriminator_and_encoders_learn_from_separate_terms(adversary):
     amdm, spec, comm, mask = _amdm(adversary)
     encoders, own = amdm.adversarial_loss(spec, comm, mask, progress=0.5)
@@ -148,6 +148,22 @@ def test_discriminator_and_encoders_learn_from_separate_terms(adversary):
     encoders.backward()
     assert all(p.grad is None or p.grad.abs().sum() == 0 for p in amdm.discriminator.parameters())
     assert comm["text"].grad.abs().sum() > 0 and spec["text"].grad is None
+
+
+def test_moment_gap_is_near_zero_for_one_distribution_and_grows_with_a_shift_or_a_scale():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 8, 60, 16, generator=gen)
+    mask = torch.ones(3, 8, 60, dtype=torch.bool)
+    mask[:, :, 50:] = False  # padding, filled with a huge value below, must not count
+    same = moment_gap(_standardize(x, mask), mask)
+    shifted, scaled = x.clone(), x.clone()
+    shifted[1] += 1.0
+    scaled[2] *= 2.0
+    for y in (x, shifted, scaled):
+        y[:, :, 50:] = 1e3
+    assert moment_gap(_standardize(x, mask), mask) == same < 0.05
+    assert moment_gap(_standardize(shifted, mask), mask) > 10 * same
+    assert moment_gap(_standardize(scaled, mask), mask) > 10 * same
 
 
 def test_confusion_is_smallest_where_the_discriminator_cannot_tell_modalities_apart():

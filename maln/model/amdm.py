@@ -18,7 +18,12 @@ away. How they play is `model.adversary`:
   on the common features and the uniform distribution (weight lambda_adv). Their optimum is
   features it cannot tell apart at all, not features it gets wrong.
 
-In the last two the encoders face a frozen copy of the discriminator, so their term never trains
+- `linear`: the encoders minimise the share of the modality that the best linear read-out of
+  the common features explains on the batch (a ridge regression refit in closed form).
+- `moments`: the encoders minimise the distance of each modality's mean and covariance of the
+  common features from the pooled ones on the batch (moment matching, not a game).
+
+In `scheduled` and `confusion` the encoders face a frozen copy of the discriminator, so their term never trains
 it, and its own term never moves them. An orthogonality loss keeps specific features of different
 modalities, and each modality's common and specific features, apart.
 """
@@ -32,7 +37,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-ADVERSARIES = ("reversal", "scheduled", "confusion", "linear")
+ADVERSARIES = ("reversal", "scheduled", "confusion", "linear", "moments")
 
 
 class _Reverse(torch.autograd.Function):
@@ -109,6 +114,26 @@ def linear_separability(x: torch.Tensor, mask: torch.Tensor, ridge: float = 0.1)
     return (fitted * y).sum() / (y * y).sum().clamp(min=1e-8)
 
 
+def moment_gap(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """How far each modality's first two moments are from the pooled ones, on this batch: x
+    [M, B, T, W] (standardised over all modalities, so the pooled mean is 0 and variance 1), summed
+    over modalities of the mean squared gap of its means, of its variances and of its covariances
+    (each term averaged over its own entries, so the W variances weigh as much as the W^2
+    covariances). 0 when every linear read-out of x has the same mean and variance in every
+    modality, which leaves a linear probe nothing but higher moments to tell them apart by (as
+    CORAL aligns domains, Sun and Saenko 2016)."""
+    width = x.shape[-1]
+    m = mask[..., None].to(x.dtype)                          # [M, B, T, 1]
+    count = m.sum((1, 2)).clamp(min=1.0)                     # [M, 1]
+    mean = (x * m).sum((1, 2)) / count                       # [M, W]
+    flat = (x * m).reshape(x.shape[0], -1, width)            # padding rows are zero
+    second = flat.transpose(1, 2) @ flat / count[:, :, None]  # [M, W, W], about the pooled mean 0
+    pooled = (second * count[:, :, None]).sum(0) / count.sum()
+    gap = second - pooled
+    diagonal = torch.diagonal(gap, dim1=1, dim2=2)
+    return ((mean ** 2).mean(1) + (diagonal ** 2).mean(1) + (gap ** 2).mean((1, 2))).sum()
+
+
 def _standardize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """x [..., W] minus the mean, over the std, of each feature over the real utterances."""
     m = mask[..., None].to(x.dtype)
@@ -169,6 +194,8 @@ class AMDM(nn.Module):
             return -ramp(progress) * self.grl_scale * ce(c, params=frozen), own
         if self.adversary == "linear":
             return n * linear_separability(c, masks), own
+        if self.adversary == "moments":
+            return moment_gap(c, masks), own
         uniform = torch.full((*s.shape[:3], n), 1.0 / n, device=s.device)
         return ce(c, uniform, frozen), own
 

@@ -1,0 +1,66 @@
+"""Where a run's common features still give their modality away: the modality probe of
+maln/probes.py on the common features as they are, and again after each modality's features are
+standardised per coordinate (mean and std of that modality on the training split, applied to
+both splits) and after each modality's features are whitened (full covariance). If the probe
+falls to chance after standardisation, what separates the modalities is their first and second
+moments, which the encoders failed to align, not structure a linear probe cannot see.
+
+    python benchmarks/probe_diagnosis.py results/experiments/<experiment>/<config>/seed0 [...]
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import torch
+
+from maln.data.batching import DeviceData
+from maln.data.store import load_store
+from maln.evaluate import build_from_checkpoint, load_checkpoint, predict
+from maln.probes import _by_modality, probe_accuracy
+
+
+def _per_modality(x: np.ndarray, y: np.ndarray, stats: dict | None, whiten: bool) -> tuple[np.ndarray, dict]:
+    out, stats = np.empty_like(x), ({} if stats is None else stats)
+    for m in np.unique(y):
+        xm = x[y == m]
+        if m not in stats:
+            mu = xm.mean(0)
+            if whiten:
+                w, v = np.linalg.eigh(np.cov((xm - mu).T) + 1e-3 * np.eye(x.shape[1]))
+                stats[m] = (mu, v @ np.diag(w ** -0.5) @ v.T)
+            else:
+                stats[m] = (mu, np.diag(1.0 / (xm.std(0) + 1e-6)))
+        mu, transform = stats[m]
+        out[y == m] = (xm - mu) @ transform
+    return out, stats
+
+
+def diagnose(run: str) -> dict:
+    ckpt = load_checkpoint(f"{run}/model.pt")
+    cfg = ckpt["config"]
+    store = load_store(f"data/features/{cfg['dataset']}")
+    model = build_from_checkpoint(ckpt, torch.device("cpu")).eval()
+    data = DeviceData(store, model.modalities, torch.device("cpu"))
+    feats = {s: predict(model, data, store.dialogues(s), 32, keep_features=True).common for s in ("train", "test")}
+    if feats["test"] is None:
+        raise SystemExit(f"{run}: a single-modality run has no common features")
+    (xa, ya), (xb, yb) = _by_modality(feats["train"]), _by_modality(feats["test"])
+    row = {"as trained": probe_accuracy(xa, ya, xb, yb)}
+    for name, whiten in (("standardised per modality", False), ("whitened per modality", True)):
+        a, stats = _per_modality(xa, ya, None, whiten)
+        b, _ = _per_modality(xb, yb, stats, whiten)
+        row[name] = probe_accuracy(a, ya, b, yb)
+    return row
+
+
+def main() -> int:
+    for run in sys.argv[1:]:
+        row = diagnose(run)
+        print(run + ": " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in row.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
