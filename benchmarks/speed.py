@@ -41,7 +41,7 @@ from maln.config import load_params  # noqa: E402
 from maln.data import synthetic  # noqa: E402
 from maln.data.prepare import prepare  # noqa: E402
 from maln.evaluate import autocast, predict  # noqa: E402
-from maln.train import Run  # noqa: E402
+from maln.train import Run, make_optimizer  # noqa: E402
 
 SHAPES = {
     "iemocap": {"layout": "synthetic-iemocap", "train": 120, "test": 31, "length": [24, 110],
@@ -116,7 +116,7 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
     params = load_params(params.path, [f"train.device={device}"])
     run = Run(params, f"bench-{shape}", variant, threads)
     model = run.build_model(0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=run.train_cfg.lr, weight_decay=run.train_cfg.weight_decay)
+    optimizer = make_optimizer(model, run.train_cfg)
     dialogues = np.concatenate([run.splits["train"], run.splits["valid"]])
     step = fast_epoch if path == "fast" else plain_epoch
     from maln.model.context import ContextEncoder

@@ -53,6 +53,7 @@ class TrainConfig:
     epochs: int
     batch_dialogues: int
     lr: float
+    amdm_lr_scale: float
     weight_decay: float
     loss_weights: LossWeights
     class_weights: bool
@@ -66,6 +67,18 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         return cls(**{**d, "loss_weights": LossWeights(**d["loss_weights"])})
+
+
+def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Adam; AMDM's parameters (its encoders and the discriminator) at amdm_lr_scale times the
+    learning rate. Adam's steps are about lr in size whatever the loss weight, so a stronger
+    adversary weight does not move the encoders further per step; a larger rate does."""
+    amdm = list(model.amdm.parameters()) if getattr(model, "amdm", None) is not None else []
+    taken = {id(p) for p in amdm}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in taken]}]
+    if amdm:
+        groups.append({"params": amdm, "lr": cfg.lr * cfg.amdm_lr_scale})
+    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def run_dir(root: Path, dataset: str, variant: str, seed: int) -> Path:
@@ -139,7 +152,7 @@ class Run:
         cfg = self.train_cfg
         start_time = self._started = time.time()
         model = self.build_model(seed)
-        optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        optimizer = make_optimizer(model, cfg)
         class_weights = class_weight_vector(self.store, self.device) if cfg.class_weights else None
         step = model
         if cfg.compile and self.device.type == "cuda":

@@ -238,3 +238,20 @@ def test_the_full_model_earns_its_modalities_and_is_not_hurt_by_noise_ones(synth
                                              ["test"]["weighted_f1"] for seed in (0, 1, 2)])
     assert wf1["synthetic-iemocap", "full"] > wf1["synthetic-iemocap", "text_only"], wf1
     assert wf1[noise, "full"] >= wf1[noise, "text_only"] - 0.01, wf1
+
+
+def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synthetic_project):
+    from maln.train import make_optimizer
+
+    params = load_params(synthetic_project / "params.yaml", ["train.amdm_lr_scale=4"])
+    for variant in ("full", "text_only"):
+        run = Run(params, "synthetic-iemocap", variant, threads=1)
+        model = run.build_model(0)
+        groups = make_optimizer(model, run.train_cfg).param_groups
+        ids = [id(p) for g in groups for p in g["params"]]
+        assert sorted(ids) == sorted(id(p) for p in model.parameters())
+        amdm = {id(p) for p in model.amdm.parameters()} if getattr(model, "amdm", None) is not None else set()
+        for g in groups:
+            expected = run.train_cfg.lr * (4 if {id(p) for p in g["params"]} <= amdm else 1)
+            assert g["lr"] == pytest.approx(expected)
+        assert len(groups) == (2 if amdm else 1)
