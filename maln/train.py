@@ -81,6 +81,16 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
+def fit_eraser(model, data, dialogues, batch_size: int, bf16: bool = False) -> None:
+    """The `erasure` adversary's evaluation statistics: those of `dialogues` (the training split)
+    in evaluation mode, one pass (amdm.LinearEraser). Nothing for any other model."""
+    eraser = model.amdm.eraser if getattr(model, "amdm", None) is not None else None
+    if eraser is not None:
+        eraser.begin_fit()
+        predict(model, data, dialogues, batch_size, bf16)
+        eraser.end_fit()
+
+
 def run_dir(root: Path, dataset: str, variant: str, seed: int) -> Path:
     return root / run_path(dataset, variant, seed)
 
@@ -187,6 +197,7 @@ class Run:
             if not np.isfinite(losses["loss"]):
                 raise MalnError(f"training diverged: loss {losses['loss']} at epoch {epoch} "
                                 "(try a lower train.lr or train.grad_clip)")
+            fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
             if model.branchwise:  # this epoch's combination, from the validation split (as the epoch is)
                 combination = fit_combination(model, self.data, self.splits["valid"], cfg.batch_dialogues,
                                               self.store.class_names, cfg.bf16)

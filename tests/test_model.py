@@ -10,7 +10,8 @@ from builders import dialogues, raw_tuple, write_pickle
 from maln.data import readers
 from maln.data.batching import DeviceData
 from maln.data.store import load_store, write_store
-from maln.model.amdm import AMDM, _standardize, masked_cross_entropy, moment_gap, orthogonality_loss, ramp, reverse_gradient
+from maln.model.amdm import (AMDM, LinearEraser, _standardize, masked_cross_entropy, moment_gap, orthogonality_loss, ramp,
+                             reverse_gradient)
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.sclm import masked_mean
@@ -164,6 +165,56 @@ def test_moment_gap_is_near_zero_for_one_distribution_and_grows_with_a_shift_or_
     assert moment_gap(_standardize(x, mask), mask) == same < 0.05
     assert moment_gap(_standardize(shifted, mask), mask) > 10 * same
     assert moment_gap(_standardize(scaled, mask), mask) > 10 * same
+
+
+def _modalities_apart(noise_seed, n=400, width=12):
+    """[3, 1, n, width]: three modalities, each with its own mean (along small-variance directions
+    too) and its own spread, around a shared low-rank 'emotion' signal; padding after n - 50. The
+    distributions are fixed; noise_seed draws a sample of them."""
+    fixed, gen = torch.Generator().manual_seed(0), torch.Generator().manual_seed(noise_seed)
+    loadings, offsets = torch.randn(2, width, generator=fixed) * 3, 0.2 * torch.randn(3, width, generator=fixed)
+    emotion = torch.randn(n, 2, generator=gen) @ loadings
+    x = torch.stack([emotion + torch.randn(n, width, generator=gen) * (0.05 + 0.1 * k) + offsets[k]
+                     for k in range(3)])[:, None]
+    mask = torch.ones(3, 1, n, dtype=torch.bool)
+    mask[:, :, n - 50:] = False
+    x[:, :, n - 50:] = 1e3  # padding must not count
+    return x, mask
+
+
+def test_eraser_leaves_every_modality_the_pooled_mean_and_no_linear_probe_above_chance():
+    from maln.probes import _by_modality, probe_accuracy
+
+    train, train_mask = _modalities_apart(noise_seed=1)
+    test, test_mask = _modalities_apart(noise_seed=2)  # a fresh sample of the same distributions
+    eraser = LinearEraser(3, train.shape[-1])
+    eraser.eval()
+    torch.testing.assert_close(eraser(train, train_mask), train)  # never fitted: the identity
+    eraser.begin_fit()
+    assert torch.equal(eraser(train, train_mask), train)  # while being fitted: unchanged
+    eraser.end_fit()
+    erased = eraser(train, train_mask)[:, 0, :-50]
+    means = erased.double().mean(1)
+    torch.testing.assert_close(means, means.mean(0).expand_as(means), atol=1e-5, rtol=0)
+    change = (erased - train[:, 0, :-50]).reshape(-1, train.shape[-1])
+    assert torch.linalg.matrix_rank(change.double(), rtol=1e-6) == 2  # M - 1 directions, nothing else
+    assert torch.equal(eraser(train, train_mask)[:, :, -50:], train[:, :, -50:])  # padding untouched
+    flat = lambda x: _by_modality(x[:, 0, :-50].permute(1, 0, 2).numpy())
+    assert probe_accuracy(*flat(train), *flat(test)) > 0.9  # apart before...
+    assert probe_accuracy(*flat(eraser(train, train_mask)), *flat(eraser(test, test_mask))) < 1 / 3 + 0.05  # ...not after
+
+
+def test_eraser_in_training_uses_running_statistics_of_the_batches():
+    x, mask = _modalities_apart(noise_seed=3)
+    eraser = LinearEraser(3, x.shape[-1]).train()
+    for _ in range(3):
+        out = eraser(x, mask)
+    assert not eraser.fitted and 0 < float(eraser.ema_weight) < 1
+    means = out[:, 0, :-50].double().mean(1)  # the same batch every time: its own means, erased
+    torch.testing.assert_close(means, means.mean(0).expand_as(means), atol=1e-4, rtol=0)
+    grad_in = x.clone().requires_grad_()
+    eraser(grad_in, mask).sum().backward()  # gradients pass through the (fixed) affine map
+    assert grad_in.grad is not None and grad_in.grad[:, :, :-50].abs().sum() > 0
 
 
 def test_confusion_is_smallest_where_the_discriminator_cannot_tell_modalities_apart():

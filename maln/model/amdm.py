@@ -22,6 +22,9 @@ away. How they play is `model.adversary`:
   the common features explains on the batch (a ridge regression refit in closed form).
 - `moments`: the encoders minimise the distance of each modality's mean and covariance of the
   common features from the pooled ones on the batch (moment matching, not a game).
+- `erasure`: no game: a closed-form linear eraser (LEACE) on the common features, fitted on the
+  training batches as batch normalisation's statistics are, leaves every modality the same mean
+  common feature, so no linear read-out tells them apart (`LinearEraser`).
 
 In `scheduled` and `confusion` the encoders face a frozen copy of the discriminator, so their term never trains
 it, and its own term never moves them. An orthogonality loss keeps specific features of different
@@ -37,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
-ADVERSARIES = ("reversal", "scheduled", "confusion", "linear", "moments")
+ADVERSARIES = ("reversal", "scheduled", "confusion", "linear", "moments", "erasure")
 
 
 class _Reverse(torch.autograd.Function):
@@ -134,6 +137,87 @@ def moment_gap(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return ((mean ** 2).mean(1) + (diagonal ** 2).mean(1) + (gap ** 2).mean((1, 2))).sum()
 
 
+class LinearEraser(nn.Module):
+    """LEACE (Belrose et al. 2023, "LEACE: perfect linear concept erasure in closed form"): the
+    affine map, least-squares closest to the identity, after which every modality's mean feature is
+    the pooled mean, so that no linear classifier predicts the modality better than a constant
+    one: x -> x - W^+ P W (x - mean), W the whitening by the pooled covariance, P the orthogonal
+    projection onto the whitened gaps of the modalities' means (M - 1 directions). It is the linear
+    adversarial game of the paper solved in closed form, against every linear discriminator at once.
+
+    Its statistics are kept as batch normalisation keeps its own: in training, exponential moving
+    averages over the training batches; in evaluation, those of the whole training split computed
+    in evaluation mode (`begin_fit`, evaluation passes, `end_fit`; the training loop refits after
+    every epoch). Dropout upstream shifts the features' means between the two modes, differently
+    per modality, so statistics from one mode leave the other's modalities apart."""
+
+    def __init__(self, n_modalities: int, width: int, momentum: float = 0.9, eps: float = 1e-6):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        f64 = {"dtype": torch.float64}
+        self.register_buffer("ema_means", torch.zeros(n_modalities, width, **f64))
+        self.register_buffer("ema_cov", torch.zeros(width, width, **f64))
+        self.register_buffer("ema_weight", torch.zeros((), **f64))   # 1 - momentum^steps: the bias correction
+        self.register_buffer("means", torch.zeros(n_modalities, width, **f64))
+        self.register_buffer("cov", torch.zeros(width, width, **f64))
+        self.register_buffer("fitted", torch.zeros((), dtype=torch.bool))
+        self._fitting, self._sums = False, None
+
+    @staticmethod
+    def _moments(x: torch.Tensor, m: torch.Tensor) -> tuple:
+        """(sum of x per modality [M, W], pooled sum of x x^T [W, W], count per modality [M, 1])."""
+        flat = (x * m).reshape(-1, x.shape[-1])
+        return (x * m).sum((1, 2)), flat.T @ flat, m.sum((1, 2))
+
+    @staticmethod
+    def _statistics(sums: torch.Tensor, products: torch.Tensor, counts: torch.Tensor) -> tuple:
+        means = sums / counts.clamp(min=1.0)
+        centre = sums.sum(0) / counts.sum().clamp(min=1.0)
+        return means, products / counts.sum().clamp(min=1.0) - torch.outer(centre, centre)
+
+    def begin_fit(self) -> None:
+        self._fitting, self._sums = True, None
+
+    def end_fit(self) -> None:
+        if self._sums is not None:
+            means, cov = self._statistics(*self._sums)
+            self.means.copy_(means)
+            self.cov.copy_(cov)
+            self.fitted.fill_(True)
+        self._fitting, self._sums = False, None
+
+    def _eraser(self, means: torch.Tensor, cov: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        values, vectors = torch.linalg.eigh(cov)
+        values = values.clamp(min=self.eps * values.mean().clamp(min=1e-30))
+        whiten = vectors @ torch.diag(values.rsqrt()) @ vectors.T
+        unwhiten = vectors @ torch.diag(values.sqrt()) @ vectors.T
+        centre = means.mean(0)  # every modality has every utterance: the pooled mean
+        basis = torch.linalg.svd(whiten @ (means - centre).T, full_matrices=False)[0][:, :len(means) - 1]
+        return centre, unwhiten @ basis @ basis.T @ whiten
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """x [M, B, T, W] with mask [M, B, T] -> x erased (unchanged while being fitted)."""
+        m = mask[..., None].to(torch.float64)
+        with torch.no_grad():
+            if self.training:
+                means, cov = self._statistics(*self._moments(x.detach().double(), m))
+                beta = self.momentum
+                self.ema_means.mul_(beta).add_((1 - beta) * means)
+                self.ema_cov.mul_(beta).add_((1 - beta) * cov)
+                self.ema_weight.mul_(beta).add_(1 - beta)
+                means, cov = self.ema_means / self.ema_weight, self.ema_cov / self.ema_weight
+            elif self._fitting:  # passes features through unchanged while it sums their moments
+                moments = self._moments(x.detach().double(), m)
+                self._sums = moments if self._sums is None else tuple(a + b for a, b in zip(self._sums, moments))
+                return x
+            elif not self.fitted:
+                return x
+            else:
+                means, cov = self.means, self.cov
+            centre, eraser = self._eraser(means, cov)
+        return x - ((x.double() - centre) @ eraser.T).to(x.dtype) * m.to(x.dtype)
+
+
 def _standardize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """x [..., W] minus the mean, over the std, of each feature over the real utterances."""
     m = mask[..., None].to(x.dtype)
@@ -159,10 +243,14 @@ class AMDM(nn.Module):
         self.discriminator = (ModalityDiscriminator(width, discriminator_hidden, len(in_widths), dropout)
                               if adversary else None)
         self.grl_scale = grl_scale
+        self.eraser = LinearEraser(len(in_widths), width) if adversary == "erasure" else None
 
-    def forward(self, x: dict) -> tuple[dict, dict]:
+    def forward(self, x: dict, mask: torch.Tensor) -> tuple[dict, dict]:
         specific = {m: self.specific[m](x[m]) for m in self.modalities}
         common = {m: self.common_shared(self.common_private[m](x[m])) for m in self.modalities}
+        if self.eraser is not None:
+            erased = self.eraser(torch.stack([common[m] for m in self.modalities]), mask.expand(len(common), *mask.shape))
+            common = dict(zip(self.modalities, erased.unbind(0)))
         return specific, common
 
     def adversarial_loss(self, specific: dict, common: dict, mask: torch.Tensor, progress: float = 1.0
@@ -196,6 +284,8 @@ class AMDM(nn.Module):
             return n * linear_separability(c, masks), own
         if self.adversary == "moments":
             return moment_gap(c, masks), own
+        if self.adversary == "erasure":  # the eraser has done the encoders' part already
+            return c.new_zeros(()), own
         uniform = torch.full((*s.shape[:3], n), 1.0 / n, device=s.device)
         return ce(c, uniform, frozen), own
 

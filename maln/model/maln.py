@@ -144,7 +144,7 @@ class MALN(nn.Module):
             h[m] = context
         if not self.multimodal:
             return MALNOutput(self.classifier(h[self.modalities[0]]))
-        specific, common = self.amdm({m: h[m].detach() for m in self.modalities} if self.branchwise else h)
+        specific, common = self.amdm({m: h[m].detach() for m in self.modalities} if self.branchwise else h, mask)
         source = specific if self.fusion == "specific" else common
         anchor, *others = self.modalities  # text when present
         parts = [self.cross(source[anchor], [source[m] for m in others], mask), sum(common.values())]
