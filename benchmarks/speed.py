@@ -3,6 +3,7 @@ shapes, printed as a table (and written as Markdown with --out).
 
     python benchmarks/speed.py                       # CPU with 2 threads, and CUDA when present
     python benchmarks/speed.py --shape iemocap --device cpu --threads 2 --epochs 3
+    python benchmarks/speed.py --shape iemocap --path fast --adversary reversal erasure   # modes side by side
 
 Shapes (synthetic data written in the real layouts, read through the real readers and store):
   iemocap: 120 training dialogues of 24..110 utterances, 2 parties, text 1024 / audio 100 /
@@ -41,7 +42,8 @@ from maln.config import load_params  # noqa: E402
 from maln.data import synthetic  # noqa: E402
 from maln.data.prepare import prepare  # noqa: E402
 from maln.evaluate import autocast, predict  # noqa: E402
-from maln.train import Run, make_optimizer  # noqa: E402
+from maln.model.amdm import ADVERSARIES  # noqa: E402
+from maln.train import Run, fit_eraser, make_optimizer  # noqa: E402
 
 SHAPES = {
     "iemocap": {"layout": "synthetic-iemocap", "train": 120, "test": 31, "length": [24, 110],
@@ -80,6 +82,14 @@ def build(shape: str, root: Path, dialogues: int | None = None):
     with contextlib.redirect_stderr(io.StringIO()):
         prepare(p, f"bench-{shape}")
     return p
+
+
+def set_adversary(params_path: Path, adversary: str) -> None:
+    import yaml
+
+    data = yaml.safe_load(params_path.read_text())
+    data["model"]["adversary"] = adversary
+    params_path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
 def plain_epoch(run: Run, model, dialogues, optimizer, rng) -> None:
@@ -124,7 +134,7 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
     ContextEncoder.fused_cpu_gru = path == "fast"
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    train_s, eval_s, test_s = [], [], []
+    train_s, eval_s, test_s, refit_s = [], [], [], []
     for epoch in range(epochs + 1):  # the first epoch is a warm-up, not counted
         rng = np.random.default_rng(epoch)
         sync(run.device)
@@ -139,16 +149,22 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
         predict(model, run.data, run.splits["test"], run.train_cfg.batch_dialogues, run.train_cfg.bf16)
         sync(run.device)
         t3 = time.perf_counter()
+        # what the erasure adversary adds to every epoch: its statistics, one pass over the training split
+        fit_eraser(model, run.data, run.splits["train"], run.train_cfg.batch_dialogues, run.train_cfg.bf16)
+        sync(run.device)
+        t4 = time.perf_counter()
         if epoch:
             train_s.append(t1 - t0)
             eval_s.append(t2 - t1)
             test_s.append(t3 - t2)
+            refit_s.append(t4 - t3)
     utterances = int(run.data.lengths[dialogues].sum())
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {
         "shape": shape, "path": path, "variant": variant, "device": run.placement.describe(), "threads": torch.get_num_threads(),
         "train_s": statistics.median(train_s), "eval_s": statistics.median(eval_s), "test_s": statistics.median(test_s),
+        "refit_s": statistics.median(refit_s), "adversary": run.model_cfg.adversary,
         "utt_per_s": utterances / statistics.median(train_s), "peak_mib": peak,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "dialogues": len(dialogues),
         "utterances": utterances,
@@ -162,13 +178,19 @@ def table(rows: list[dict], epochs: int) -> str:
     for r in rows:
         anchor = ANCHOR.get(r["shape"])
         ratio = f"{anchor['train_s'] / r['train_s']:.2f}x" if anchor and r["device"].startswith("cpu") and r["threads"] == 2 else "–"
-        lines.append(f"| {r['shape']} ({r['dialogues']} dialogues, {r['utterances']} utt.) | {r['path']} | {r['device']} | "
+        lines.append(f"| {r['shape']} ({r['dialogues']} dialogues, {r['utterances']} utt.) | {r['path']}, {r['adversary']} | {r['device']} | "
                      f"{r['threads']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['utt_per_s']:.0f} | {r['peak_mib']:.0f} | "
                      f"{r['params_m']:.1f} | {ratio} |")
     fast = [r for r in rows if r["path"] == "fast"]
     notes = [f"- Recording the test curve (train.record_test_curve) adds one pass over the test split per epoch: "
              f"{r['test_s']:.2f} s at the {r['shape']} shape on {r['device']}, {100 * r['test_s'] / r['train_s']:.0f} % of a "
              f"training epoch." for r in fast]
+    notes += [f"- The {r['adversary']} adversary refits its statistics on the training split after every epoch: "
+              f"{r['refit_s']:.2f} s at the {r['shape']} shape on {r['device']}, {100 * r['refit_s'] / r['train_s']:.0f} % of "
+              f"a training epoch (not in the train column, as evaluation passes are not)"
+              + (f"; with it, {ANCHOR[r['shape']]['train_s'] / (r['train_s'] + r['refit_s']):.2f}x the anchor."
+                 if r["shape"] in ANCHOR and r["device"].startswith("cpu") and r["threads"] == 2 else ".")
+              for r in fast if r["adversary"] == "erasure"]
     notes += [f"- Parameters at the {r['shape']} shape: this implementation {r['params_m']:.1f} M; the authors' model "
               f"about {AUTHORS_PARAMETERS_M:.0f} M by their count (not rebuilt here; README, Performance)."
               for r in fast if r["shape"] == "iemocap"][:1]
@@ -238,6 +260,8 @@ def main(argv=None) -> int:
     ap.add_argument("--study", action="store_true",
                     help="time one epoch of every variant and estimate the whole paper study's wall time")
     ap.add_argument("--variant", default="full", help=argparse.SUPPRESS)
+    ap.add_argument("--adversary", nargs="+", choices=ADVERSARIES,
+                    help="measure each of these model.adversary modes side by side (default: params.yaml's)")
     ap.add_argument("--dialogues", type=int, help="training dialogues (default: the shape's; fewer for a quick check)")
     ap.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = ap.parse_args(argv)
@@ -256,10 +280,13 @@ def main(argv=None) -> int:
             params = build(shape, Path(tmp) / shape, args.dialogues)
             for device in args.device:
                 for path in args.path:
-                    r = measure_in_child(params.path, shape, device, args.threads, args.epochs, path)
-                    rows.append(r)
-                    print(f"{shape} {path} {r['device']}: {r['train_s']:.2f} s/epoch, {r['eval_s']:.2f} s/eval",
-                          file=sys.stderr, flush=True)
+                    for adversary in args.adversary or [None]:
+                        if adversary is not None:  # the same project, only model.adversary changed
+                            set_adversary(params.path, adversary)
+                        r = measure_in_child(params.path, shape, device, args.threads, args.epochs, path)
+                        rows.append(r)
+                        print(f"{shape} {path} {r['adversary']} {r['device']}: {r['train_s']:.2f} s/epoch, "
+                              f"{r['eval_s']:.2f} s/eval, {r['refit_s']:.2f} s refit", file=sys.stderr, flush=True)
     text = (f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
             f"{time.strftime('%Y-%m-%d')}\n\n" + table(rows, args.epochs))
     print(text)

@@ -88,4 +88,5 @@ def test_benchmark_script_runs(tmp_path):
                            "--epochs", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     table = out.read_text()
-    assert "| meld (12 dialogues" in table and "| fast | cpu |" in table and "| plain | cpu |" in table
+    assert "| meld (12 dialogues" in table and "| fast, erasure | cpu |" in table and "| plain, erasure | cpu |" in table
+    assert "refits its statistics on the training split" in table

@@ -199,19 +199,17 @@ def test_recorded_test_scores_never_steer_selection(synthetic_project, tmp_path,
     assert col("honest")[0] == col("perturbed")[0] == "test_weighted_f1" and col("honest") != col("perturbed")
 
 
-def test_linear_adversary_makes_the_common_features_harder_to_tell_apart(synthetic_project, tmp_path):
-    """A fresh linear probe tells the modalities apart from the common features almost perfectly
-    without an adversary; the linear adversary (the best linear read-out refit every batch) brings
-    it down, while the specific features keep their modality. (Not to chance: README, "Adversary".)"""
-    probes = {}
-    for variant, sets in (("no_adversary", []), ("full", ["model.adversary=linear", "train.loss_weights.adversarial=1",
-                                                          "model.common_dropout=0"])):
-        # joint training: the adversary shapes the encoders themselves (README, "Adversary")
-        params = load_params(synthetic_project / "params.yaml", ["train.epochs=12", "model.training=joint", *sets])
-        run = Run(params, "synthetic-meld", variant, threads=1)
-        probes[variant] = run.train_seed(0, tmp_path / variant, progress=False)["invariance"]
+def test_the_default_adversary_leaves_no_modality_in_the_common_features_and_keeps_it_in_the_specific(
+        synthetic_project, tmp_path):
+    """Issue 13: a fresh linear probe tells the modalities apart from the common features almost
+    perfectly without an adversary; with the default one (erasure) it is at chance + 0.15 at most
+    after a short run, while the specific features keep their modality."""
+    params = load_params(synthetic_project / "params.yaml", ["train.epochs=6"])
+    assert params.run_config("synthetic-iemocap")[0]["adversary"] == "erasure"
+    probes = {variant: Run(params, "synthetic-iemocap", variant, threads=1).train_seed(
+        0, tmp_path / variant, progress=False)["invariance"] for variant in ("no_adversary", "full")}
     assert probes["no_adversary"]["common_modality_accuracy"] > 0.95
-    assert probes["full"]["common_modality_accuracy"] < probes["no_adversary"]["common_modality_accuracy"] - 0.15
+    assert probes["full"]["common_modality_accuracy"] <= probes["full"]["chance"] + 0.15
     assert probes["full"]["specific_modality_accuracy"] > 0.9
 
 
