@@ -199,7 +199,7 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
 
     plt = _plt()
     datasets = [d for d in study.datasets() if study.get(d, "full")]
-    fig, axes = plt.subplots(max(1, len(datasets)), 3, figsize=(16.0, 4.9 * max(1, len(datasets))), squeeze=False)
+    fig, axes = plt.subplots(max(1, len(datasets)), 3, figsize=(16.0, 5.6 * max(1, len(datasets))), squeeze=False)
     rng = np.random.default_rng(seed)
     for row, dataset in enumerate(datasets):
         panels = [("full", "by modality")] + ([("no_adversary", "by modality")] if study.get(dataset, "no_adversary") else [])
@@ -235,12 +235,14 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
                 p = run.metrics.get("invariance")
                 extra = f"\nemotion probe on common: {100 * p['common_emotion_accuracy']:.0f}%" if p else ""
                 ax.set_title(f"{dataset}, full: by emotion{extra}", fontsize=9)
-            ax.legend(fontsize=7, markerscale=1.5, ncol=2)
+            # below the panel, not over its points
+            ax.legend(fontsize=7, markerscale=1.5, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.17),
+                      frameon=False)
             ax.set_xlabel("t-SNE 1")
             ax.set_ylabel("t-SNE 2")
         for col in range(len(panels) + 1, 3):
             axes[row][col].set_visible(False)
-    fig.subplots_adjust(hspace=0.42, wspace=0.22)
+    fig.subplots_adjust(hspace=0.62, wspace=0.22)
     first = study.get(datasets[0], "full")[0].seed if datasets else "-"
     fig.suptitle(f"Decomposition of the test features, seed {first} ({n_utterances} utterances per dataset; "
                  f"filled = specific, hollow = common; {note})", fontsize=10)
