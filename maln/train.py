@@ -11,7 +11,6 @@ epoch and is still reproducible.)
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io as _io
 import json
@@ -64,8 +63,6 @@ class TrainConfig:
     bf16: bool
     compile: bool
     record_test_curve: bool
-    ema_epochs: float
-
 
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
@@ -82,48 +79,6 @@ def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
     if amdm:
         groups.append({"params": amdm, "lr": cfg.lr * cfg.amdm_lr_scale})
     return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-class WeightAverage:
-    """An exponential moving average of a model's parameters (Polyak averaging), updated after
-    every optimiser step, with a horizon of `steps` steps: decay 1 - 1/steps, and min(decay,
-    t/(t+1)) at the t-th update so the first ones are plain means, not pulled to the initial
-    weights. `swapped_in()` puts the average into the model's own parameters for evaluation (in
-    place, so optimiser state and a compiled graph stay valid) and the live weights back after.
-    Buffers are not averaged: evaluation refits or sets them (the eraser, the combination)."""
-
-    def __init__(self, model: torch.nn.Module, steps: float):
-        self.params = [p for p in model.parameters()]
-        self.decay = 1.0 - 1.0 / max(steps, 1.0)
-        self.updates = 0
-        self.average = [p.detach().clone() for p in self.params]
-
-    @torch.no_grad()
-    def update(self) -> None:
-        weight = 1.0 - min(self.decay, self.updates / (self.updates + 1))
-        torch._foreach_lerp_(self.average, [p.detach() for p in self.params], weight)
-        self.updates += 1
-
-    @contextlib.contextmanager
-    def swapped_in(self):
-        with torch.no_grad():
-            live = [p.detach().clone() for p in self.params]
-            for p, a in zip(self.params, self.average):
-                p.copy_(a)
-        try:
-            yield
-        finally:
-            with torch.no_grad():
-                for p, v in zip(self.params, live):
-                    p.copy_(v)
-
-    def state(self) -> dict:
-        return {"updates": self.updates, "average": [a.cpu() for a in self.average]}
-
-    def load(self, state: dict) -> None:
-        self.updates = state["updates"]
-        for a, v in zip(self.average, state["average"]):
-            a.copy_(v)
 
 
 def fit_eraser(model, data, dialogues, batch_size: int, bf16: bool = False) -> None:
@@ -213,16 +168,12 @@ class Run:
         if cfg.compile and self.device.type == "cuda":
             step = torch.compile(model)
         state = {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -1.0, "best_model": None, "stale": 0,
-                 "combination": None, "average": None}
-        steps_per_epoch = -(-len(self.splits["train"]) // cfg.batch_dialogues)
-        average = WeightAverage(model, cfg.ema_epochs * steps_per_epoch) if cfg.ema_epochs else None
+                 "combination": None}
         resumed = _load_checkpoint(out_dir, config_hash, self.store.hash)
         if resumed is not None:
             model.load_state_dict(resumed["model"])
             optimizer.load_state_dict(resumed["optimizer"])
             state = {k: resumed[k] for k in state}
-            if average is not None:
-                average.load(state["average"])
             _log(f"resuming {self.dataset}/{self.variant_name}/seed{seed} after epoch {state['epoch']} "
                  f"(best valid WF1 {100 * state['best_score']:.2f} at epoch {state['best_epoch']})")
         n_params = sum(p.numel() for p in model.parameters())
@@ -242,34 +193,28 @@ class Run:
             torch.manual_seed(_epoch_seed(seed, epoch))
             rng = np.random.default_rng([seed, epoch])
             batches = self.data.training_batches(self.splits["train"], cfg.batch_dialogues, rng)
-            losses = self._train_epoch(step, model, batches, optimizer, weights, class_weights, (epoch - 1) / cfg.epochs,
-                                       average)
+            losses = self._train_epoch(step, model, batches, optimizer, weights, class_weights, (epoch - 1) / cfg.epochs)
             if not np.isfinite(losses["loss"]):
                 raise MalnError(f"training diverged: loss {losses['loss']} at epoch {epoch} "
                                 "(try a lower train.lr or train.grad_clip)")
-            # Everything below evaluates the epoch's model: the weight average when train.ema_epochs
-            # is set (what is selected and saved), the last step's weights otherwise.
-            with average.swapped_in() if average is not None else contextlib.nullcontext():
-                fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
-                if model.branchwise:  # this epoch's combination, from the validation split (as the epoch is)
-                    combination = fit_combination(model, self.data, self.splits["valid"], cfg.batch_dialogues,
-                                                  self.store.class_names, cfg.bf16)
-                valid = metrics_of(predict(step, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16),
-                                   self.store.class_names)
-                improved = valid["weighted_f1"] > state["best_score"]
-                if improved:
-                    if model.branchwise:
-                        state["combination"] = combination
-                    state.update(best_epoch=epoch, best_score=valid["weighted_f1"], stale=0,
-                                 best_model={k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
-                else:
-                    state["stale"] += 1
-                # Selection is decided above, from the validation split alone. The test split's score
-                # of every epoch is recorded after it, for the protocol table only (how much picking
-                # the epoch by test score, as most papers of the field do, would inflate the number).
-                curve = {"test_weighted_f1": round(self._test_curve_score(step), 6)} if cfg.record_test_curve else {}
-            if average is not None:
-                state["average"] = average.state()
+            fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
+            if model.branchwise:  # this epoch's combination, from the validation split (as the epoch is)
+                combination = fit_combination(model, self.data, self.splits["valid"], cfg.batch_dialogues,
+                                              self.store.class_names, cfg.bf16)
+            valid = metrics_of(predict(step, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16),
+                               self.store.class_names)
+            improved = valid["weighted_f1"] > state["best_score"]
+            if improved:
+                if model.branchwise:
+                    state["combination"] = combination
+                state.update(best_epoch=epoch, best_score=valid["weighted_f1"], stale=0,
+                             best_model={k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
+            else:
+                state["stale"] += 1
+            # Selection is decided above, from the validation split alone. The test split's score of
+            # every epoch is recorded after it, for the protocol table only (how much picking the
+            # epoch by test score, as most papers of the field do, would inflate the number).
+            curve = {"test_weighted_f1": round(self._test_curve_score(step), 6)} if cfg.record_test_curve else {}
             state["history"].append({
                 "epoch": epoch, **{k: round(v, 6) for k, v in losses.items()},
                 "valid_accuracy": round(valid["accuracy"], 6), "valid_weighted_f1": round(valid["weighted_f1"], 6),
@@ -306,11 +251,9 @@ class Run:
         return metrics_of(predict(step, self.data, self.splits["test"], cfg.batch_dialogues, cfg.bf16),
                           self.store.class_names)["weighted_f1"]
 
-    def _train_epoch(self, step, model, batches, optimizer, weights, class_weights, start: float = 0.0,
-                     average: WeightAverage | None = None) -> dict:
+    def _train_epoch(self, step, model, batches, optimizer, weights, class_weights, start: float = 0.0) -> dict:
         """One pass over `batches`; `start` is the share of training done before it (the progress
-        that a scheduled adversary ramps on advances by 1 / epochs over the epoch); `average`, if
-        given, is updated after every step."""
+        that a scheduled adversary ramps on advances by 1 / epochs over the epoch)."""
         model.train()
         sums, total = {}, 0
         for i, idx in enumerate(batches):
@@ -325,8 +268,6 @@ class Run:
                 for group in model.clip_groups():
                     torch.nn.utils.clip_grad_norm_(group, self.train_cfg.grad_clip)
             optimizer.step()
-            if average is not None:
-                average.update()
             n = b.n_utterances
             total += n
             for k, v in terms.items():  # stays on the device: one host sync per epoch, below

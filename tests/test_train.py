@@ -253,31 +253,3 @@ def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synth
             expected = run.train_cfg.lr * (4 if {id(p) for p in g["params"]} <= amdm else 1)
             assert g["lr"] == pytest.approx(expected)
         assert len(groups) == (2 if amdm else 1)
-
-
-def test_weight_average_is_the_exponential_mean_of_the_steps_and_swaps_back_exactly():
-    from maln.train import WeightAverage
-
-    model = torch.nn.Linear(3, 2)
-    average = WeightAverage(model, steps=4)  # decay 0.75
-    seen = []
-    for step in range(6):
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(float(step + 1))
-        seen.append([p.detach().clone() for p in model.parameters()])
-        average.update()
-    # the t-th update weighs the new weights by 1 - min(0.75, t / (t + 1)): 1, 1/2, 1/3, 1/4, 1/4, 1/4
-    expected = [s.clone() for s in seen[0]]
-    for t, weights in enumerate(seen[1:], start=1):
-        w = 1 - min(0.75, t / (t + 1))
-        expected = [(1 - w) * e + w * s for e, s in zip(expected, weights)]
-    live = [p.detach().clone() for p in model.parameters()]
-    with average.swapped_in():
-        for p, e in zip(model.parameters(), expected):
-            assert torch.allclose(p, e, atol=1e-6)
-    for p, v in zip(model.parameters(), live):
-        assert torch.equal(p, v)
-    restored = WeightAverage(model, steps=4)
-    restored.load(average.state())
-    assert restored.updates == 6 and all(torch.equal(a, b) for a, b in zip(restored.average, average.average))
