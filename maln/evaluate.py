@@ -13,6 +13,7 @@ import torch
 from maln import io
 from maln.data.batching import DeviceData
 from maln.errors import MalnError
+from maln.combination import choose_combination
 from maln.metrics import classification_metrics
 
 
@@ -67,29 +68,8 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
                        cat.get("specific"), cat.get("common"))
 
 
-COMBINATION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-
-
-def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, class_names, anchor: int) -> np.ndarray:
-    """Weights of classifiers combined by Bayes' rule (MALN.combine), chosen by weighted F1 on
-    (validation) utterances: the anchor's weight is 1, every other from COMBINATION_GRID; ties go
-    to the smaller total weight. log_probs: one [N, C] array per classifier."""
-    import itertools
-
-    others = [k for k in range(len(log_probs)) if k != anchor]
-    best = None
-    for ws in itertools.product(COMBINATION_GRID, repeat=len(others)):
-        w = np.zeros(len(log_probs))
-        w[anchor], w[others] = 1.0, ws
-        z = sum(wk * lp for wk, lp in zip(w, log_probs)) - (w.sum() - 1) * log_prior
-        key = (classification_metrics(gold, z.argmax(1), class_names)["weighted_f1"], -w.sum())
-        if best is None or key > best[0]:
-            best = (key, w)
-    return best[1]
-
-
 @torch.no_grad()
-def fit_combination(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, class_names, bf16: bool = False) -> dict:
+def fit_combination(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf16: bool = False) -> dict:
     """Set a branchwise model's combination from `dialogues` (the validation split): the fusion
     classifier and each modality's, text (or the first modality) as the anchor. Returns it by name."""
     model.eval()
@@ -102,7 +82,7 @@ def fit_combination(model, data: DeviceData, dialogues: np.ndarray, batch_size: 
         gold.append(b.labels[b.mask].cpu())
     log_probs = [torch.cat([h[k] for h in heads]).numpy() for k in range(len(heads[0]))]
     anchor = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
-    w = choose_combination(log_probs, torch.cat(gold).numpy(), model.log_prior.cpu().numpy(), class_names, anchor)
+    w = choose_combination(log_probs, torch.cat(gold).numpy(), model.log_prior.cpu().numpy(), anchor)
     model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
     return dict(zip(("fusion", *model.modalities), map(float, w)))
 

@@ -199,8 +199,7 @@ class Run:
                                 "(try a lower train.lr or train.grad_clip)")
             fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
             if model.branchwise:  # this epoch's combination, from the validation split (as the epoch is)
-                combination = fit_combination(model, self.data, self.splits["valid"], cfg.batch_dialogues,
-                                              self.store.class_names, cfg.bf16)
+                combination = fit_combination(model, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16)
             valid = metrics_of(predict(step, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16),
                                self.store.class_names)
             improved = valid["weighted_f1"] > state["best_score"]

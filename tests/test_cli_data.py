@@ -13,7 +13,7 @@ def test_synth_then_prepare_builds_a_store(tmp_path):
     run_maln("synth", cwd=tmp_path, check=True)
     assert (tmp_path / "data/raw/synthetic-iemocap.pkl").is_file()
     proc = run_maln("prepare", "synthetic-iemocap", cwd=tmp_path, check=True)
-    assert "synthetic-iemocap: 64 dialogues" in proc.stderr
+    assert "synthetic-iemocap: 80 dialogues" in proc.stderr
     meta = json.loads((tmp_path / "data/features/synthetic-iemocap/meta.json").read_text())
     assert meta["sources"][0]["path"] == "data/raw/synthetic-iemocap.pkl"
     assert len(meta["sources"][0]["sha256"]) == 64

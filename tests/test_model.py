@@ -378,12 +378,36 @@ def test_branchwise_prediction_is_the_bayes_combination(data):
 
 
 def test_combination_gives_a_classifier_of_noise_no_weight():
-    from maln.evaluate import choose_combination
+    from maln.combination import choose_combination
 
     rng = np.random.default_rng(0)
     gold = rng.integers(0, 3, 400)
     good = np.full((400, 3), 0.1)
     good[np.arange(400), np.where(rng.random(400) < 0.7, gold, rng.integers(0, 3, 400))] = 0.8
     noise = rng.dirichlet([0.3] * 3, 400)
-    w = choose_combination([np.log(noise), np.log(good)], gold, np.log(np.full(3, 1 / 3)), ["a", "b", "c"], anchor=1)
+    w = choose_combination([np.log(noise), np.log(good)], gold, np.log(np.full(3, 1 / 3)), anchor=1)
     assert list(w) == [0.0, 1.0]
+
+
+def test_combination_on_a_validation_split_of_400_utterances_rarely_weights_noise():
+    """About 400 utterances, as synthetic-iemocap's validation split has: with three classifiers of
+    pure noise beside an informative one, the likelihood gives any of them weight in 3 of these 30
+    draws (mean total weight 0.025). Choosing by weighted F1, as this project did before, gave
+    them weight in 15 of the same 30 (0.14); on 129 utterances, the old split's size, 22 of 30
+    (0.32) against the likelihood's 13 (0.125)."""
+    from maln.combination import choose_combination
+
+    def log_softmax(x):
+        return x - np.logaddexp.reduce(x, axis=1, keepdims=True)
+
+    n, weighted, total = 400, 0, 0.0
+    for draw in range(30):
+        rng = np.random.default_rng(draw)
+        gold = rng.integers(0, 6, n)
+        informative = rng.normal(size=(n, 6))
+        informative[np.arange(n), gold] += 1.5
+        heads = [log_softmax(informative)] + [log_softmax(rng.normal(size=(n, 6))) for _ in range(3)]
+        w = choose_combination(heads, gold, np.log(np.full(6, 1 / 6)), anchor=0)
+        weighted += bool(w[1:].any())
+        total += w[1:].sum()
+    assert weighted <= 5 and total / 30 <= 0.05

@@ -214,10 +214,10 @@ def test_the_default_adversary_leaves_no_modality_in_the_common_features_and_kee
 
 
 def test_the_full_model_earns_its_modalities_and_is_not_hurt_by_noise_ones(synthetic_project, tmp_path):
-    """Issue 12's check at the shipped synthetic budget (20 epochs, three seeds, as the study):
-    on synthetic-iemocap the full model beats text alone; on synthetic-iemocap-noise (the same
-    dialogues, audio and visual pure noise) it stays within 1 WF1 point of text alone. Trained
-    jointly, as the authors do, it lost 12.6 points there."""
+    """Issue 12's criteria at the shipped synthetic budget (20 epochs, three seeds, as the study):
+    on synthetic-iemocap the full model beats text alone by 3 WF1 points; on
+    synthetic-iemocap-noise (the same dialogues, audio and visual pure noise) it stays within 1
+    point of text alone. Trained jointly, as the authors do, it lost 12.6 points there."""
     from maln.data import synthetic
     from maln.data.fetch import raw_files
     from maln.data.prepare import prepare
@@ -234,7 +234,7 @@ def test_the_full_model_earns_its_modalities_and_is_not_hurt_by_noise_ones(synth
             run = Run(params, dataset, variant, threads=1)
             wf1[dataset, variant] = np.mean([run.train_seed(seed, tmp_path / dataset / variant / str(seed), progress=False)
                                              ["test"]["weighted_f1"] for seed in (0, 1, 2)])
-    assert wf1["synthetic-iemocap", "full"] > wf1["synthetic-iemocap", "text_only"], wf1
+    assert wf1["synthetic-iemocap", "full"] >= wf1["synthetic-iemocap", "text_only"] + 0.03, wf1
     assert wf1[noise, "full"] >= wf1[noise, "text_only"] - 0.01, wf1
 
 

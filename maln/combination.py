@@ -1,0 +1,34 @@
+"""How a branchwise model, and the late-fusion baseline, weigh their classifiers: Bayes' rule for
+classifiers independent given the emotion (MALN.combine), with weights chosen on the validation
+split. numpy only, so the report can use it without torch."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+COMBINATION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, anchor: int) -> np.ndarray:
+    """Weights of classifiers combined by Bayes' rule (MALN.combine), chosen on (validation)
+    utterances by the log-likelihood of the gold labels under the combined posterior: the
+    anchor's weight is 1, every other from COMBINATION_GRID; ties go to the smaller total weight.
+    The likelihood, not the weighted F1: F1 moves only where an argmax flips, so on a few hundred
+    utterances a classifier of pure noise, given weight, wins some of the grid's 5^k comparisons
+    by chance (it did on synthetic-iemocap-noise, README "Deviations"); the likelihood reads
+    every utterance's probabilities and a noise classifier lowers it. log_probs: one [N, C] array
+    per classifier."""
+    others = [k for k in range(len(log_probs)) if k != anchor]
+    rows = np.arange(len(gold))
+    best = None
+    for ws in itertools.product(COMBINATION_GRID, repeat=len(others)):
+        w = np.zeros(len(log_probs))
+        w[anchor], w[others] = 1.0, ws
+        z = sum(wk * lp for wk, lp in zip(w, log_probs)) - (w.sum() - 1) * log_prior
+        log_likelihood = (z[rows, gold] - np.logaddexp.reduce(z, axis=1)).mean()
+        key = (round(float(log_likelihood), 9), -w.sum())  # rounded: sums in another order tie, not flip
+        if best is None or key > best[0]:
+            best = (key, w)
+    return best[1]
