@@ -203,7 +203,7 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
     rng = np.random.default_rng(seed)
     for row, dataset in enumerate(datasets):
         panels = [("full", "by modality")] + ([("no_adversary", "by modality")] if study.get(dataset, "no_adversary") else [])
-        pick = None
+        pick, embedded = None, {}  # the full model's embedding serves both of its panels
         for col, (variant, _) in enumerate(panels + [("full", "by emotion")]):
             run = study.get(dataset, variant)[0]
             with np.load(run.path / "features.npz", allow_pickle=False) as f:
@@ -217,8 +217,10 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
             kind = np.repeat(["specific", "common"], len(pick) * m)
             modality = np.tile(np.tile(modalities, len(pick)), 2)
             emotion = np.tile(np.repeat(gold[pick], m), 2)
-            xy = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=30,
-                      random_state=seed).fit_transform(points)
+            if variant not in embedded:
+                embedded[variant] = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=30,
+                                         random_state=seed).fit_transform(points)
+            xy = embedded[variant]
             ax = axes[row][col]
             if col < len(panels):
                 for name in modalities:
