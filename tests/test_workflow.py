@@ -254,7 +254,10 @@ def test_dvc_experiment_with_one_parameter_changed_shows_its_metrics(dvc_repo):
     rows = list(csv.DictReader(io.StringIO(dvc(root, "exp", "show", "--csv").stdout)))
     row = next(r for r in rows if r["Experiment"] == "orth-0.5")
     assert float(row["train.loss_weights.orthogonality"]) == 0.5
-    assert float(row["synthetic-iemocap.full.test_wf1_mean"]) > 0
+    # the experiment's own metric (its run leaves it in the workspace), not a placeholder: with
+    # two epochs on this tiny data the value itself may well be 0
+    shown = json.loads((root / "results/metrics.json").read_text())["synthetic-iemocap"]["full"]["test_wf1_mean"]
+    assert float(row["synthetic-iemocap.full.test_wf1_mean"]) == pytest.approx(shown, abs=1e-6)
 
 
 def test_fresh_clone_with_committed_results_still_runs_the_study(tmp_path):
