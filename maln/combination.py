@@ -11,6 +11,13 @@ import numpy as np
 COMBINATION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 
+def combine(log_probs: list, weights, log_prior: np.ndarray) -> np.ndarray:
+    """sum_k w_k log p_k(y|x) - (sum_k w_k - 1) log p(y): the class prior counted once (numpy's
+    MALN.combine). log_probs: one [N, C] array per classifier; returns unnormalised [N, C]."""
+    weights = np.asarray(weights, dtype=float)
+    return sum(wk * lp for wk, lp in zip(weights, log_probs)) - (weights.sum() - 1) * log_prior
+
+
 def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, anchor: int) -> np.ndarray:
     """Weights of classifiers combined by Bayes' rule (MALN.combine), chosen on (validation)
     utterances by the log-likelihood of the gold labels under the combined posterior: the
@@ -26,7 +33,7 @@ def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray,
     for ws in itertools.product(COMBINATION_GRID, repeat=len(others)):
         w = np.zeros(len(log_probs))
         w[anchor], w[others] = 1.0, ws
-        z = sum(wk * lp for wk, lp in zip(w, log_probs)) - (w.sum() - 1) * log_prior
+        z = combine(log_probs, w, log_prior)
         log_likelihood = (z[rows, gold] - np.logaddexp.reduce(z, axis=1)).mean()
         key = (round(float(log_likelihood), 9), -w.sum())  # rounded: sums in another order tie, not flip
         if best is None or key > best[0]:

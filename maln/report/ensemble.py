@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from maln.combination import choose_combination
+from maln.combination import choose_combination, combine
 from maln.metrics import classification_metrics
 from maln.model.variants import MODALITY_ORDER
 from maln.report.runs import Baseline, Study
@@ -41,8 +41,7 @@ def late_fusion(study: Study, dataset: str, log_prior: np.ndarray) -> Baseline |
         w = choose_combination([logp["valid"][m][1] for m in order], gold["valid"], log_prior, anchor=0)
 
         def predict(split):
-            z = sum(wm * logp[split][m][1] for m, wm in zip(order, w)) - (w.sum() - 1.0) * log_prior
-            return z.argmax(1)
+            return combine([logp[split][m][1] for m in order], w, log_prior).argmax(1)
 
         chosen.append(dict(zip(order[1:], map(float, w[1:]))))
         fits.append({"seed": seed, "valid": classification_metrics(gold["valid"], predict("valid"), names),
