@@ -48,6 +48,45 @@ def test_parameter_change_reruns_only_the_jobs_it_concerns(study):
     assert "train_seed" not in out.stdout + out.stderr
 
 
+def _edited(path):
+    """Append a comment to a source file for the body of a `with`, then restore it byte for byte."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def edit():
+        before = path.read_bytes()
+        path.write_bytes(before + b"\n# an edit\n")
+        try:
+            yield
+        finally:
+            path.write_bytes(before)
+
+    return edit()
+
+
+def test_editing_code_that_training_imports_reruns_training_and_a_report_module_only_the_report(study):
+    """Code dependencies are read off the imports (maln/deps.py): maln/combination.py chooses the
+    weights every prediction uses and was once missing from a hand-kept list."""
+    root, _ = study
+    def planned():
+        """The jobs of `snakemake -n`'s "Job stats" table."""
+        out = snakemake(root, "-n")
+        lines = (out.stdout + out.stderr).splitlines()
+        start = next((i for i, line in enumerate(lines) if line.startswith("Job stats:")), None)
+        if start is None:
+            return set()
+        end = next(i for i in range(start, len(lines)) if lines[i].startswith("total"))
+        return {line.split()[0] for line in lines[start + 3:end]}
+
+    with _edited(root / "maln/combination.py"):
+        jobs = planned()
+    assert {"train_seed0", "train_seed1", "aggregate"} <= jobs and not {"synth", "prepare", "baseline"} & jobs, jobs
+    with _edited(root / "maln/report/figures.py"):
+        jobs = planned()
+    assert jobs == {"aggregate", "all"}, jobs
+    assert planned() == set()
+
+
 def test_a_sweep_runs_with_one_command_and_makes_its_table_and_figure(study, tmp_path):
     root, _ = study
     swept = tmp_path / "swept"
@@ -198,6 +237,18 @@ def test_dvc_repro_runs_everything_then_nothing(dvc_repo):
     assert "up to date" in second.stdout or "didn't change" in second.stdout
     status = dvc(root, "status")
     assert "up to date" in status.stdout
+
+
+def test_dvc_status_reports_the_stages_whose_imported_code_changed(dvc_repo):
+    root, _ = dvc_repo
+    with _edited(root / "maln/combination.py"):
+        status = dvc(root, "status").stdout
+    assert "train:" in status and "report:" in status and "data:" not in status, status
+    assert "maln/combination.py" in status
+    with _edited(root / "maln/report/figures.py"):
+        status = dvc(root, "status").stdout
+    assert "report:" in status and "train:" not in status and "data:" not in status, status
+    assert "up to date" in dvc(root, "status").stdout
 
 
 def test_direct_snakemake_run_is_recorded_with_dvc_commit(dvc_repo):

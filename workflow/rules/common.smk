@@ -7,6 +7,7 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from maln.config import check_references, diff_overrides, read_params_file, read_yaml
+from maln.deps import STEPS, files as code_files
 from maln.io import canonical_hash
 from maln.report.aggregate import TABLES, outputs as aggregate_outputs
 from maln.train import effective_config
@@ -61,20 +62,15 @@ def sets(*sections):
 
 
 # Snakemake reruns a job when its params change, not when params.yaml or maln's code does. So each
-# job carries the hash of the configuration it uses and of the code it runs. An edit of train.lr
-# then reruns exactly the training jobs, and `dvc repro` never records old results under new params.
-def source_hash(*parts):
-    files = sorted(f for p in parts for f in ([Path(p)] if Path(p).is_file() else Path(p).rglob("*.py")))
-    return canonical_hash({str(f): f.read_text() for f in files})
+# job carries the hash of the configuration it uses and of the code it runs: the files its `maln`
+# command imports, read off the imports (maln/deps.py, which also writes dvc.yaml's code deps). An
+# edit of train.lr, or of any module training imports, then reruns exactly the training jobs.
+def source_hash(step):
+    root = Path(workflow.basedir)
+    return canonical_hash({f: (root / f).read_text() for f in code_files(step, root)})
 
 
-CODE = {
-    "data": source_hash("maln/data", "maln/config.py", "maln/io.py"),
-    "train": source_hash("maln/model", "maln/data/batching.py", "maln/data/store.py", "maln/train.py", "maln/probes.py",
-                         "maln/evaluate.py", "maln/metrics.py", "maln/devices.py"),
-    "report": source_hash("maln/report", "maln/study.py", "maln/metrics.py"),
-    "baseline": source_hash("maln/baselines.py", "maln/data/store.py", "maln/metrics.py"),
-}
+CODE = {step: source_hash(step) for step in STEPS}
 
 
 def data_config(wildcards):
