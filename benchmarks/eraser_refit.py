@@ -3,8 +3,8 @@ split? At the paper's IEMOCAP shape the refit is one evaluation pass over the tr
 (about 30 % of a training epoch on 2 CPU threads, benchmarks/speed.py); this script trains the
 full model there for a few epochs, then refits the eraser on the whole training split and on
 fixed random subsets of whole dialogues, and reports the refit's time and what a fresh linear
-probe reads from the common features (fitted on the whole training split, scored on the test
-split, as the study's invariance table does).
+probe reads from the test split's common features (fitted and scored on disjoint test dialogues,
+as the study's invariance table does, maln/probes.py).
 
     python benchmarks/eraser_refit.py --out benchmarks/results/eraser-refit-cpu-2-threads.md
 """
@@ -64,8 +64,8 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             fit_eraser(model, run.data, part, batch)
             seconds = time.perf_counter() - t0
-            features = [predict(model, run.data, split, batch, keep_features=True) for split in (train, test)]
-            probes = invariance(*({"specific": p.specific, "common": p.common, "gold": p.gold} for p in features))
+            p = predict(model, run.data, test, batch, keep_features=True)
+            probes = invariance({"specific": p.specific, "common": p.common, "gold": p.gold, "dialogue": p.dialogue})
             rows.append((cap, len(part), int(run.data.lengths[part].sum()), seconds, probes))
             print(f"refit on {rows[-1][2]} utterances: {seconds:.2f} s, modality probe on common "
                   f"{probes['common_modality_accuracy']:.3f}", file=sys.stderr, flush=True)

@@ -42,7 +42,12 @@ def cmd_synth(args) -> int:
             raise MalnError(f"{name} is not synthetic (layout {entry['layout']}); use `maln fetch {name}`")
         path = raw_files(params, name)[0].path
         synthetic.write(path, entry["layout"], entry["synthetic"])
-        print(f"{name}: wrote {path.relative_to(params.root)}", file=sys.stderr)
+        also = ""
+        if synthetic.has_oracle(entry["synthetic"]):
+            from maln.data.oracle import oracle_path
+
+            also = f" and its exact Bayes oracle {oracle_path(path).relative_to(params.root)}"
+        print(f"{name}: wrote {path.relative_to(params.root)}{also}", file=sys.stderr)
     return 0
 
 
@@ -78,7 +83,8 @@ def cmd_baseline(args) -> int:
     for name in args.datasets:
         params.dataset(name)
         store = load_store(store_dir(params, name))
-        run_baselines(store, name, params.data["baselines"]["logreg_C"], params.root / baseline_path(name))
+        grids = params.data["baselines"]
+        run_baselines(store, name, grids["logreg_C"], params.root / baseline_path(name), grids["mlp_alpha"])
     return 0
 
 

@@ -135,7 +135,9 @@ def main(argv=None) -> int:
     text = path.read_text()
     new = rewrite_dvc_yaml(text)
     if argv == ["--write"]:
-        path.write_text(new)
+        from maln import io
+
+        io.write_text(path, new)
         print(f"wrote the code deps of {path.name}", file=sys.stderr)
         return 0
     if argv not in ([], ["--check"]):

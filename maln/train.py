@@ -278,9 +278,9 @@ class Run:
         valid = predict(model, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16)
         test = predict(model, self.data, self.splits["test"], cfg.batch_dialogues, cfg.bf16, keep_features=True)
         probes = None
-        if test.common is not None:  # multimodal: how modality-invariant the common features are
-            train = predict(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16, keep_features=True)
-            probes = invariance(*({"specific": p.specific, "common": p.common, "gold": p.gold} for p in (train, test)))
+        if test.common is not None:  # multimodal: how modality-invariant the common features are, out of sample
+            probes = invariance({"specific": test.specific, "common": test.common, "gold": test.gold,
+                                 "dialogue": test.dialogue})
         write_predictions(out_dir / "predictions.csv", test, self.store)
         write_predictions(out_dir / "valid_predictions.csv", valid, self.store)  # for the report's late fusion
         write_history(out_dir / "history.csv", state["history"])

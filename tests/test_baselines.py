@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import run_maln
 from maln.baselines import BASELINES, fit
@@ -43,8 +44,22 @@ def test_concatenated_regression_uses_every_modality_and_beats_the_majority(stor
     assert r["test"]["weighted_f1"] > majority["test"]["weighted_f1"] + 0.3
 
 
+def test_mlp_takes_its_penalty_from_validation_and_is_deterministic(store):
+    """mlp_all (issue 21): the context-free non-linear baseline on every modality; alpha from the
+    grid by validation WF1, the same predictions at every fit."""
+    r = fit(store, BASELINES["mlp_all"], [], mlp_grid=[1.0, 100.0])
+    assert r["alpha"] in (1.0, 100.0) and r["modalities"] == ["text", "audio", "visual"] and "C" not in r
+    single = {a: fit(store, BASELINES["mlp_all"], [], mlp_grid=[a]) for a in (1.0, 100.0)}
+    assert r["valid"]["weighted_f1"] == max(s["valid"]["weighted_f1"] for s in single.values())
+    assert r["test_predictions"] == single[r["alpha"]]["test_predictions"]
+    majority = fit(store, BASELINES["majority"], [1.0])
+    assert r["test"]["weighted_f1"] > majority["test"]["weighted_f1"] + 0.3
+
+
 def test_cli_writes_every_applicable_baseline(synthetic_project):
     run_maln("baseline", "synthetic-meld", cwd=synthetic_project, check=True)
     out = json.loads((synthetic_project / "results/baselines/synthetic-meld.json").read_text())
-    assert list(out["baselines"]) == ["majority", "logreg_text", "logreg_audio", "logreg_all"]  # MELD: no visual
+    assert list(out["baselines"]) == ["majority", "logreg_text", "logreg_audio", "logreg_all", "mlp_all"]  # no visual
+    grid = yaml.safe_load((synthetic_project / "params.yaml").read_text())["baselines"]["mlp_alpha"]
+    assert out["mlp_alpha_grid"] == sorted(grid) and out["baselines"]["mlp_all"]["alpha"] in grid
     assert len(out["baselines"]["logreg_all"]["test_predictions"]) == out["baselines"]["logreg_all"]["test"]["n"]

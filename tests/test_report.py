@@ -97,7 +97,7 @@ def tiny_study(synthetic_project, tmp_path_factory):
     from maln.study import baseline_path
 
     for dataset in ("synthetic-iemocap", "synthetic-meld"):
-        run_baselines(load_store(root / "data/features" / dataset), dataset, [0.01, 0.1], root / baseline_path(dataset))
+        run_baselines(load_store(root / "data/features" / dataset), dataset, [0.01, 0.1], root / baseline_path(dataset), [10.0])
     aggregate(params)
     return root, params
 
@@ -226,5 +226,130 @@ def test_readme_section_is_replaced(tiny_study, tmp_path):
     readme.write_text("# Title\n\n<!-- maln:results:start -->\nold\n<!-- maln:results:end -->\n\nrest\n")
     assert update_readme(readme, root, data_note(params))
     text = readme.read_text()
-    assert "old" not in text and text.startswith("# Title") and text.endswith("rest\n")
+    assert "\nold\n" not in text and text.startswith("# Title") and text.endswith("rest\n")
     assert "| synthetic-iemocap | full | 2 |" in text and "![Ablations](results/figures/ablation.png)" in text
+
+
+# -- issue 21: oracle rows, headroom share, linear floors (built from scores, no training) ----------
+
+def _scored_study(wf1: dict, oracle: dict | None = None):
+    """A Study of dataset 'd' from test WF1s (%): variant -> [per seed] (MALN runs, seeds 0..), or
+    baseline name -> value (deterministic) or [per seed] (late_fusion)."""
+    from maln.report.runs import Baseline, Run, Study
+    from maln.study import Cell
+
+    def scores(v):
+        return {"weighted_f1": v / 100, "accuracy": v / 100, "macro_f1": v / 100}
+
+    modalities = {"full": ["text", "audio"], "text_only": ["text"], "audio_only": ["audio"]}
+    cells, runs, baselines = [], {}, []
+    for name, values in wf1.items():
+        if name in modalities:
+            cells.append(Cell("d", name, True))
+            runs[("d", name)] = [Run("d", name, s, None, {"test": scores(v), "valid": scores(v), "class_names": ["a", "b"],
+                                                          "modalities": modalities[name]}, [], np.zeros(4, int),
+                                     np.zeros(4, int), np.zeros(4)) for s, v in enumerate(values)]
+        else:
+            seeded = isinstance(values, list)
+            fits = [{"seed": s if seeded else None, "test": scores(v), "valid": scores(v), "pred": np.zeros(4, int)}
+                    for s, v in enumerate(values if seeded else [values])]
+            baselines.append(Baseline("d", name, f"{name} (baseline)", fits))
+    study = Study(cells, runs, {"d": baselines})
+    if oracle:
+        study.oracles = {"d": {r: {"weighted_f1": v / 100, "accuracy": v / 100} for r, v in oracle.items()}}
+    return study
+
+
+ORACLE = {"joint_context": 80.0, "joint_utterance": 70.0, "late_context": 60.0, "late_utterance": 50.0}
+
+
+def test_headroom_share_is_the_gain_over_trained_late_fusion_over_the_oracles_gap_per_seed():
+    from scipy import stats
+
+    from maln.report.references import shares
+
+    study = _scored_study({"full": [58.0, 64.0, 62.0], "text_only": [50.0, 50.0, 50.0], "logreg_all": 57.0,
+                           "late_fusion": [56.0, 60.0, 58.0]}, ORACLE)
+    out = shares(study, "d", 0.95)
+    per_seed = [(58 - 56) / 20, (64 - 60) / 20, (62 - 58) / 20]  # headroom: 80 - 60 = 20 points
+    half = stats.t.ppf(0.975, 2) * np.std(per_seed, ddof=1) / np.sqrt(3)
+    assert out["full"]["headroom_share_mean"] == pytest.approx(np.mean(per_seed))
+    assert (out["full"]["headroom_share_low"], out["full"]["headroom_share_high"]) == pytest.approx(
+        (np.mean(per_seed) - half, np.mean(per_seed) + half))
+    # a deterministic baseline against every seed of the late fusion; the late fusion itself: 0
+    assert out["logreg_all"]["headroom_share_mean"] == pytest.approx(np.mean([(57 - v) / 20 for v in (56, 60, 58)]))
+    assert out["late_fusion"]["headroom_share_mean"] == 0 and out["late_fusion"]["headroom_share_n"] == 3
+    # no oracle, or no headroom (a control dataset): no share at all
+    assert shares(_scored_study({"full": [58.0], "late_fusion": [56.0]}), "d", 0.95) == {}
+    control = {**ORACLE, "late_context": 80.0}
+    assert shares(_scored_study({"full": [58.0], "late_fusion": [56.0]}, control), "d", 0.95) == {}
+
+
+def test_main_table_shows_oracle_rows_shares_and_flags_networks_below_their_linear_floor(tmp_path):
+    from maln.report.aggregate import summary
+    from maln.report.references import floor_log
+    from maln.report.tables import write_main
+
+    study = _scored_study({"full": [58.0, 62.0], "text_only": [52.0, 54.0], "audio_only": [40.0, 42.0],
+                           "logreg_text": 50.0, "logreg_audio": 45.0, "logreg_all": 61.0, "mlp_all": 63.0,
+                           "late_fusion": [56.0, 58.0]}, ORACLE)
+    write_main(tmp_path, study, 0.95, "Data: test.")
+    md = (tmp_path / "main.md").read_text()
+    assert "| d | oracle: joint Bayes rule, with context | – | 80.00 | 80.00 | n/a | n/a |" in md
+    assert "| d | oracle: best late fusion, without context | – | 50.00 | 50.00 | n/a | n/a |" in md
+    assert "Headroom share" in md and "Student-t" in md
+    # full: 60 mean against logreg_all's 61 -> flagged; audio_only 41 < logreg_audio 45 -> flagged;
+    # text_only 53 > logreg_text 50 -> not
+    assert "| d | full | 2 | 60.00 ± 2.83 | 60.00 ± 2.83 † | 60.00 ± 2.83 | +0.15 [" in md
+    assert "| d | audio_only | 2 | 41.00 ± 1.41 | 41.00 ± 1.41 † |" in md
+    assert "| d | text_only | 2 | 53.00 ± 1.41 | 53.00 ± 1.41 | " in md
+    assert "d/full (below logreg_all), d/audio_only (below logreg_audio)" in md
+    assert "$^\\dagger$" in (tmp_path / "main.tex").read_text()
+    assert floor_log(study) == [
+        "floor: d/full test WF1 60.00 is below logreg_all (61.00), its context-free linear baseline on the same inputs",
+        "floor: d/audio_only test WF1 41.00 is below logreg_audio (45.00), its context-free linear baseline on the "
+        "same inputs"]
+    metrics = summary(study)["d"]
+    assert metrics["oracle"]["joint_context"] == {"test_wf1": 80.0, "test_acc": 80.0}
+    assert metrics["oracle"]["headroom_wf1"] == 20.0
+    assert metrics["full"]["headroom_share_mean"] == 0.15 and metrics["full"]["below_linear_floor"] is True
+    assert metrics["full"]["linear_floor_gap"] == -1.0 and metrics["text_only"]["below_linear_floor"] is False
+    assert metrics["mlp_all"]["headroom_share_mean"] == pytest.approx((63 - 57) / 20)
+    # without an oracle: no oracle rows, no share column, no oracle in metrics.json
+    plain = _scored_study({"full": [58.0, 62.0], "logreg_all": 61.0, "late_fusion": [56.0, 58.0]})
+    write_main(tmp_path / "plain", plain, 0.95, "Data: test.")
+    md = (tmp_path / "plain" / "main.md").read_text()
+    assert "oracle" not in md and "Headroom share" not in md and "†" in md
+    assert "oracle" not in summary(plain)["d"] and "headroom_share_mean" not in summary(plain)["d"]["full"]
+
+
+def test_oracle_files_are_read_for_synthetic_datasets_that_have_one(tmp_path):
+    from maln.report.references import load_oracles, oracle_files
+
+    params_data = {"study": {"datasets": ["fused", "styled"]},
+                   "datasets": {"fused": {"layout": "synthetic-iemocap", "synthetic": {"kind": "interaction"}},
+                                "styled": {"layout": "synthetic-iemocap", "synthetic": {}}}}
+    assert {d: str(p) for d, p in oracle_files(params_data).items()} == {"fused": "data/raw/fused.oracle.npz"}
+    with pytest.raises(MalnError, match="data/raw/fused.oracle.npz"):
+        load_oracles(tmp_path, params_data)
+    # the spec's format: 6 test utterances of 2 classes; the joint rule gets all, late fusion 4 of 6
+    label = np.array([0, 1, 0, 1, 0, 1, 0, 1])
+    right, wrong = np.eye(2)[label], np.eye(2)[1 - label]
+    late = np.where(np.arange(8)[:, None] < 4, wrong, right)  # wrong on the 2 training and 2 test rows
+    (tmp_path / "data/raw").mkdir(parents=True)
+    np.savez(tmp_path / "data/raw/fused.oracle.npz", dialogue=np.array(["a"] * 4 + ["b"] * 4),
+             position=np.tile(np.arange(4), 2).astype(np.int64), label=label.astype(np.int64),
+             split=np.array(["train"] * 2 + ["test"] * 6), joint_context=right, joint_utterance=right,
+             late_context=late, late_utterance=late, class_names=np.array(["x", "y"]))
+    scores = load_oracles(tmp_path, params_data)["fused"]
+    assert scores["test_labels"] == [3, 3]
+    assert scores["joint_context"]["accuracy"] == 1.0 and scores["late_context"]["accuracy"] == pytest.approx(4 / 6)
+    # an oracle of another draw than the runs' is refused
+    from maln.report.references import check_oracles
+
+    study = _scored_study({"full": [58.0]})  # 4 test utterances, all of class 0
+    study.oracles = {"d": scores}
+    with pytest.raises(MalnError, match="not its runs'"):
+        check_oracles(study)
+    study.oracles = {"d": {**scores, "test_labels": [4, 0]}}
+    check_oracles(study)

@@ -204,17 +204,20 @@ def test_recorded_test_scores_never_steer_selection(synthetic_project, tmp_path,
     assert col("honest")[0] == col("perturbed")[0] == "test_weighted_f1" and col("honest") != col("perturbed")
 
 
-def test_the_default_adversary_leaves_no_modality_in_the_common_features_and_keeps_it_in_the_specific(
+def test_the_default_adversary_hides_part_of_the_modality_from_the_common_features_and_keeps_it_in_the_specific(
         synthetic_project, tmp_path):
-    """Issue 13: a fresh linear probe tells the modalities apart from the common features almost
-    perfectly without an adversary; with the default one (erasure) it is at chance + 0.15 at most
-    after a short run, while the specific features keep their modality."""
+    """Issue 13, measured out of sample (issue 21: probes fitted and scored on disjoint test
+    dialogues). Without an adversary a fresh probe tells the modalities apart from the common
+    features perfectly; the default one (erasure) lowers what the linear probe reads by 20 points at
+    least after a short run (not to chance: 70 % against 33 % here; the in-sample measure's chance
+    was guaranteed by the eraser), while the specific features keep their modality."""
     params = load_params(synthetic_project / "params.yaml", ["train.epochs=6"])
     assert params.run_config("synthetic-iemocap")[0]["adversary"] == "erasure"
     probes = {variant: Run(params, "synthetic-iemocap", variant, threads=1).train_seed(
         0, tmp_path / variant, progress=False)["invariance"] for variant in ("no_adversary", "full")}
     assert probes["no_adversary"]["common_modality_accuracy"] > 0.95
-    assert probes["full"]["common_modality_accuracy"] <= probes["full"]["chance"] + 0.15
+    assert probes["no_adversary"]["common_modality_accuracy_mlp"] > 0.95
+    assert probes["full"]["common_modality_accuracy"] < probes["no_adversary"]["common_modality_accuracy"] - 0.2
     assert probes["full"]["specific_modality_accuracy"] > 0.9
 
 

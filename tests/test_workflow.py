@@ -25,7 +25,7 @@ def study(tmp_path_factory):
 def test_tiny_study_runs_and_then_has_nothing_to_do(study):
     root, proc = study
     metrics = json.loads((root / "results/metrics.json").read_text())
-    baselines = {"majority", "logreg_text", "logreg_audio", "logreg_all"}
+    baselines = {"majority", "logreg_text", "logreg_audio", "logreg_all", "mlp_all"}
     # late fusion needs text_only and another single-modality run: visual_only here, none on MELD
     assert set(metrics["synthetic-iemocap"]) == {"full", "text_only", "visual_only", "logreg_visual", "late_fusion"} | baselines
     assert set(metrics["synthetic-meld"]) == {"full", "text_only"} | baselines  # visual_only does not apply
@@ -249,6 +249,22 @@ def test_dvc_status_reports_the_stages_whose_imported_code_changed(dvc_repo):
         status = dvc(root, "status").stdout
     assert "report:" in status and "train:" not in status and "data:" not in status, status
     assert "up to date" in dvc(root, "status").stdout
+
+
+def test_dvc_repro_of_the_report_keeps_committed_results_it_does_not_make(dvc_repo):
+    """The tiny study has no sweep; a committed sweep table and figure must survive the report stage."""
+    root, _ = dvc_repo
+    kept = {root / "results/tables/sweep.md": b"| a committed sweep |\n", root / "results/figures/sweep.png": b"\x89PNG"}
+    for path, data in kept.items():
+        path.write_bytes(data)
+    try:
+        dvc(root, "repro", "--force", "--single-item", "report")
+        assert all(path.read_bytes() == data for path, data in kept.items())
+        assert (root / "results/tables/main.md").is_file()
+    finally:
+        for path in kept:
+            path.unlink(missing_ok=True)
+        dvc(root, "commit", "-f")
 
 
 def test_direct_snakemake_run_is_recorded_with_dvc_commit(dvc_repo):

@@ -9,6 +9,12 @@ Planted structure, so a model has something real to find and the ablations have 
   offset added to all their utterances), which the speaker-characteristic module can learn;
 - emotions persist: a speaker often keeps their last emotion, or takes up the previous utterance's.
 The same seed gives the same file, byte for byte.
+
+That is the `styled` kind, the default (a `synthetic:` entry without `kind`). Its modalities are
+independent given the labels and speakers, so late fusion is optimal on it. The other kinds
+(`kind: independent | nuisance | interaction`, maln/data/fusion.py) drop the speaker effects, may make
+the modalities dependent given the emotion, and write an exact Bayes oracle beside the raw file
+(maln/data/oracle.py).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import numpy as np
 
 from maln import io
 from maln.data import layouts
+from maln.errors import ConfigError
 
 # class priors shaped like the real benchmarks (data-sources.md): IEMOCAP's hap smallest, MELD's
 # neutral about 47 %, fear and disgust about 2-3 % each
@@ -60,24 +67,38 @@ def _dialogue(rng, length, n_parties, n_classes, priors, prototypes, dims):
     return speakers, labels, features
 
 
+def check_sizes(layout, cfg: dict) -> dict:
+    """{modality: size} of a synthetic entry, after checking that every modality has a size and a
+    signal strength."""
+    for key, what in (("dims", "a size"), ("signal", "a strength")):
+        missing = [m for m in layout.modalities if m not in cfg[key]]
+        if missing:
+            raise ConfigError(f"synthetic.{key}: {layout.name} needs {what} for {', '.join(missing)}")
+    return {m: int(cfg["dims"][m]) for m in layout.modalities}
+
+
+def kind(cfg: dict) -> str:
+    """The generator of a `synthetic:` entry: `styled` (today's default, also when absent) or one of
+    the kinds with an exact oracle (maln/data/fusion.py)."""
+    return cfg.get("kind", "styled")
+
+
+def has_oracle(cfg: dict) -> bool:
+    return kind(cfg) != "styled"
+
+
 def generate(layout_name: str, cfg: dict) -> tuple:
     """The raw tuple of a synthetic dataset in its real layout (conv-emotion IEMOCAP or MELD)."""
+    if has_oracle(cfg):
+        from maln.data import fusion
+
+        return pack(layout_name, *fusion.sample(layout_name, cfg)[:2])
     layout = layouts.get(layout_name)
     base = layout.synthetic_of
     rng = np.random.default_rng(cfg["seed"])
     n_classes = len(layout.class_names)
     priors = PRIORS[base]
-    dims = {m: int(cfg["dims"][m]) for m in layout.modalities}
-    missing = [m for m in layout.modalities if m not in cfg["dims"]]
-    if missing:
-        from maln.errors import ConfigError
-
-        raise ConfigError(f"synthetic.dims: {layout_name} needs a size for {', '.join(missing)}")
-    missing = [m for m in layout.modalities if m not in cfg["signal"]]
-    if missing:
-        from maln.errors import ConfigError
-
-        raise ConfigError(f"synthetic.signal: {layout_name} needs a strength for {', '.join(missing)}")
+    dims = check_sizes(layout, cfg)
     prototypes = {}
     for m, d in dims.items():
         # class prototypes at distance signal[m] from the origin, in noise units (the noise is N(0, I))
@@ -87,23 +108,33 @@ def generate(layout_name: str, cfg: dict) -> tuple:
     n = cfg["dialogues"]
     n_test = max(1, round(n * cfg["test_fraction"]))
     iemocap = base == "conv-emotion-iemocap"
-    ids, spk, lab, feats, sentences, utt_ids = [], {}, {}, {m: {} for m in dims}, {}, {}
+    dlgs = []
     for i in range(n):
         vid = f"syn{i:04d}" if iemocap else i  # real MELD keys are integers
         length = int(rng.integers(lo, hi + 1))
         parties = 2 if iemocap else min(length, int(rng.choice(len(MELD_PARTIES), p=MELD_PARTIES)) + 1)
-        speakers, labels, features = _dialogue(rng, length, parties, n_classes, priors, prototypes, dims)
-        ids.append(vid)
+        dlgs.append((vid, *_dialogue(rng, length, parties, n_classes, priors, prototypes, dims)))
+    return pack(layout_name, dlgs, [d[0] for d in dlgs[n - n_test:]])
+
+
+def pack(layout_name: str, dialogues: list, test_ids: list) -> tuple:
+    """The raw tuple of `layout_name`'s real layout holding `dialogues`, a list of (id, speakers,
+    labels, {m: [L, d_m]}); the ids not in `test_ids` make the train split."""
+    iemocap = layouts.get(layout_name).synthetic_of == "conv-emotion-iemocap"
+    spk, lab, feats, sentences, utt_ids = {}, {}, {}, {}, {}
+    for vid, speakers, labels, features in dialogues:
+        length = len(labels)
         if iemocap:
             spk[vid] = ["MF"[s] for s in speakers]
         else:
             spk[vid] = [[1 if j == s else 0 for j in range(MELD_SLOTS)] for s in speakers]
         lab[vid] = labels
-        for m in dims:
-            feats[m][vid] = features[m]
+        for m, x in features.items():
+            feats.setdefault(m, {})[vid] = x
         utt_ids[vid] = [f"{vid}_{t:03d}" for t in range(length)]
         sentences[vid] = [f"synthetic utterance {t}" for t in range(length)]
-    train, test = ids[: n - n_test], ids[n - n_test:]
+    ids = [d[0] for d in dialogues]
+    train, test = [i for i in ids if i not in set(test_ids)], [i for i in ids if i in set(test_ids)]
     if iemocap:
         return (utt_ids, spk, lab, feats["text"], feats["audio"], feats["visual"], sentences, train, test)
     sentiment = {k: [0 if y == 0 else 1 if y in (1, 4) else 2 for y in v] for k, v in lab.items()}
@@ -111,4 +142,15 @@ def generate(layout_name: str, cfg: dict) -> tuple:
 
 
 def write(path, layout_name: str, cfg: dict) -> None:
-    io.write_bytes(path, pickle.dumps(generate(layout_name, cfg), protocol=4))
+    """Write the raw file; for a kind with an exact oracle, its oracle beside it first
+    (maln.data.oracle.oracle_path), both atomically and from the same draws."""
+    if not has_oracle(cfg):
+        io.write_bytes(path, pickle.dumps(generate(layout_name, cfg), protocol=4))
+        return
+    from maln.data import fusion, oracle
+
+    dialogues, test_ids, emission, chain = fusion.sample(layout_name, cfg)
+    names = layouts.get(layout_name).class_names
+    oracle.write_oracle(oracle.oracle_path(path), [(vid, y, x) for vid, _, y, x in dialogues], test_ids,
+                        emission, chain, names)
+    io.write_bytes(path, pickle.dumps(pack(layout_name, dialogues, test_ids), protocol=4))

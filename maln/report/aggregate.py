@@ -13,7 +13,8 @@ import numpy as np
 from maln import io
 from maln.config import Params
 from maln.data import layouts
-from maln.report import figures, tables
+from maln.report import figures, invariance, references, tables
+from maln.report.sweep import write_sweep
 from maln.report.ensemble import late_fusion
 from maln.report.published import for_layout
 from maln.report.runs import Study, load_study, load_sweep
@@ -36,35 +37,56 @@ def outputs(params_data: dict | None = None) -> list[str]:
             + [str(RESULTS / "figures" / f"{f}.png") for f in FIGURES + (("sweep",) if sweep else ())])
 
 
-def summary(study: Study) -> dict:
+def _rounded(m: float, s: float) -> tuple[float, float]:
+    return round(m, 2), round(s, 2) if not np.isnan(s) else 0.0
+
+
+def summary(study: Study, confidence: float = 0.95) -> dict:
     """dataset -> variant -> {split_metric_mean, ..._std, n} in percent: results/metrics.json, whose
-    keys read well in `dvc metrics diff` (synthetic-iemocap.full.test_wf1_mean)."""
+    keys read well in `dvc metrics diff` (synthetic-iemocap.full.test_wf1_mean). Also, where they
+    apply: the out-of-sample probes (probe_<key>_mean, linear and _mlp), the headroom share
+    (headroom_share_mean/_low/_high, a fraction), the gap to the linear floor (linear_floor_gap,
+    WF1 points, below_linear_floor), and per dataset its oracle's test scores (oracle)."""
     out = {}
-    for c in study.cells:
-        out.setdefault(c.dataset, {})
-        runs = study.get(c.dataset, c.variant)
-        if not runs:
-            continue
-        row = {}
-        for split in ("test", "valid"):
-            for short, key in METRICS.items():
-                m, s = mean_std([100 * r.metrics[split][key] for r in runs])
-                row[f"{split}_{short}_mean"] = round(m, 2)
-                row[f"{split}_{short}_std"] = round(s, 2) if not np.isnan(s) else 0.0
-        row["n"] = len(runs)
-        probes = [r.metrics["invariance"] for r in runs if "invariance" in r.metrics]
-        for key in ("common_modality_accuracy", "specific_modality_accuracy", "common_emotion_accuracy") if probes else ():
-            m, s = mean_std([100 * p[key] for p in probes])
-            row[f"probe_{key}_mean"], row[f"probe_{key}_std"] = round(m, 2), round(s, 2) if not np.isnan(s) else 0.0
-        out[c.dataset][c.variant] = row
-    for dataset, baselines in study.baselines.items():
-        for b in baselines:
+    for dataset in study.datasets():
+        out[dataset] = {}
+        share, floor = references.shares(study, dataset, confidence), references.floors(study, dataset)
+        for c in study.variants(dataset):
+            runs = study.get(c.dataset, c.variant)
+            if not runs:
+                continue
             row = {}
             for split in ("test", "valid"):
                 for short, key in METRICS.items():
-                    m, s = mean_std(b.scores(key, split))
-                    row[f"{split}_{short}_mean"], row[f"{split}_{short}_std"] = round(m, 2), 0.0 if np.isnan(s) else round(s, 2)
-            out.setdefault(dataset, {})[b.name] = {**row, "n": len(b.fits)}
+                    row[f"{split}_{short}_mean"], row[f"{split}_{short}_std"] = _rounded(
+                        *mean_std([100 * r.metrics[split][key] for r in runs]))
+            row["n"] = len(runs)
+            probes = [r.metrics["invariance"] for r in runs if "invariance" in r.metrics]
+            for key, _ in invariance.PROBES:  # out of sample (maln/probes.py): linear, and _mlp
+                values = [100 * p[key] for p in probes if key in p]
+                if values:
+                    row[f"probe_{key}_mean"], row[f"probe_{key}_std"] = _rounded(*mean_std(values))
+            out[dataset][c.variant] = {**row, **_references(share.get(c.variant), floor.get(c.variant))}
+        for b in study.baselines_of(dataset):
+            row = {}
+            for split in ("test", "valid"):
+                for short, key in METRICS.items():
+                    row[f"{split}_{short}_mean"], row[f"{split}_{short}_std"] = _rounded(*mean_std(b.scores(key, split)))
+            out[dataset][b.name] = {**row, "n": len(b.fits), **_references(share.get(b.name), None)}
+        scores = study.oracles.get(dataset)
+        if scores:
+            out[dataset]["oracle"] = {
+                **{rule: {"test_wf1": round(100 * scores[rule]["weighted_f1"], 2),
+                          "test_acc": round(100 * scores[rule]["accuracy"], 2)} for rule, _ in references.RULES},
+                "headroom_wf1": round(references.headroom(scores), 2)}
+    return out
+
+
+def _references(share: dict | None, floor: dict | None) -> dict:
+    out = {k: round(share[k], 3) for k in references.SHARE_KEYS} if share else {}
+    if floor:
+        # numbers only, for `dvc metrics diff`; the floor is logreg_all, or logreg_<m> for one modality m
+        out.update(linear_floor_gap=round(floor["wf1"] - floor["baseline_wf1"], 2), below_linear_floor=bool(floor["below"]))
     return out
 
 
@@ -127,12 +149,16 @@ def aggregate(params: Params, readme: Path | None = None) -> dict:
         fused = late_fusion(study, dataset, training_log_prior(root, dataset))
         if fused is not None:
             study.baselines.setdefault(dataset, []).append(fused)
-    metrics = summary(study)
+    study.oracles = references.load_oracles(root, params.data)  # synthetic datasets with an exact oracle
+    references.check_oracles(study)
+    metrics = summary(study, report["confidence"])
     io.write_json(root / RESULTS / "metrics.json", metrics)
     note = data_note(params)
     published = {d: for_layout(params.dataset(d)["layout"]) for d in params.data["study"]["datasets"]}
     tables.write_all(root / RESULTS / "tables", study, report["bootstrap"], report["confidence"], report["seed"],
                      f"Data: {note}.", published)
+    for line in references.floor_log(study):  # flagged in the main table too
+        print(line, file=sys.stderr)
     fig_dir = root / RESULTS / "figures"
     figures.ablation_bars(study, fig_dir / "ablation.png", note)
     figures.confusion_matrices(study, fig_dir / "confusion.png", note)
@@ -144,7 +170,7 @@ def aggregate(params: Params, readme: Path | None = None) -> dict:
     (root / RESULTS / "sweeps").mkdir(parents=True, exist_ok=True)
     if params.data.get("sweep"):
         sweep = load_sweep(root, params.data)
-        tables.write_sweep(root / RESULTS / "tables", sweep, params.data, f"Data: {note}.")
+        write_sweep(root / RESULTS / "tables", sweep, params.data, f"Data: {note}.")
         figures.sweep_curves(sweep, fig_dir / "sweep.png", note)
     if readme is not None and not update_readme(readme, root, note):
         print(f"note: {readme} has no {README_START} ... {README_END} section to update", file=sys.stderr)

@@ -181,20 +181,27 @@ def per_class_f1(study: Study, path: Path, note: str) -> None:
     _save(fig, path)
 
 
+def _pair(p: dict, key: str) -> str:
+    """A probe's accuracy, linear / MLP (the MLP's only when the run recorded one)."""
+    mlp = p.get(f"{key}_mlp")
+    return f"{100 * p[key]:.0f}" + ("" if mlp is None else f" / {100 * mlp:.0f}") + "%"
+
+
 def _probe_title(run) -> str:
     p = run.metrics.get("invariance")
     if not p:
         return ""
-    return (f"modality probe: common {100 * p['common_modality_accuracy']:.0f}%, specific "
-            f"{100 * p['specific_modality_accuracy']:.0f}% (chance {100 * p['chance']:.0f}%)")
+    return (f"modality probe on held-out test dialogues, linear / MLP:\ncommon "
+            f"{_pair(p, 'common_modality_accuracy')}, specific {_pair(p, 'specific_modality_accuracy')} "
+            f"(chance {100 * p['chance']:.0f}%)")
 
 
 def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, seed: int) -> None:
     """t-SNE of the test-set common and specific features (first seed), per dataset: the full model
     by modality (filled = specific, hollow = common), the same for no_adversary when the study has
     it (what the adversary changes), and the full model by emotion. Invariant common features of
-    different modalities mingle; each panel's title gives the held-out linear-probe accuracies
-    (maln/probes.py) of that run."""
+    different modalities mingle; each panel's title gives that run's probe accuracies, linear and
+    MLP, fitted and scored on disjoint test dialogues (maln/probes.py)."""
     from sklearn.manifold import TSNE
 
     plt = _plt()
@@ -235,7 +242,7 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
                     sel = emotion == e
                     ax.scatter(*xy[sel].T, s=8, color=OKABE_ITO[e % len(OKABE_ITO)], label=name, alpha=0.8)
                 p = run.metrics.get("invariance")
-                extra = f"\nemotion probe on common: {100 * p['common_emotion_accuracy']:.0f}%" if p else ""
+                extra = f"\nemotion probe on common (linear / MLP): {_pair(p, 'common_emotion_accuracy')}" if p else ""
                 ax.set_title(f"{dataset}, full: by emotion{extra}", fontsize=9)
             # below the panel, not over its points
             ax.legend(fontsize=7, markerscale=1.5, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.17),
@@ -244,7 +251,7 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
             ax.set_ylabel("t-SNE 2")
         for col in range(len(panels) + 1, 3):
             axes[row][col].set_visible(False)
-    fig.subplots_adjust(hspace=0.62, wspace=0.22)
+    fig.subplots_adjust(hspace=0.7, wspace=0.22)
     first = study.get(datasets[0], "full")[0].seed if datasets else "-"
     fig.suptitle(f"Decomposition of the test features, seed {first} ({n_utterances} utterances per dataset; "
                  f"filled = specific, hollow = common; {note})", fontsize=10)

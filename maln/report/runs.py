@@ -40,8 +40,8 @@ class Run:
 
 @dataclass
 class Baseline:
-    """A reference the MALN variants are compared with: one deterministic fit (the regressions of
-    maln/baselines.py, seed None) or one fit per seed (the late fusion of maln/report/ensemble.py)."""
+    """A reference the MALN variants are compared with: one deterministic fit (the regressions and
+    the MLP of maln/baselines.py, seed None) or one fit per seed (the late fusion of maln/report/ensemble.py)."""
     dataset: str
     name: str
     label: str  # the name a table shows, with what the validation split chose
@@ -57,7 +57,7 @@ class Baseline:
 
 
 def _regression(dataset: str, name: str, r: dict) -> Baseline:
-    chosen = f"C={r['C']:g}" if "C" in r else r["class"]
+    chosen = next((f"{k}={r[k]:g}" for k in ("C", "alpha") if k in r), r.get("class"))  # what validation chose
     fit = {"seed": None, "valid": r["valid"], "test": r["test"], "pred": np.asarray(r["test_predictions"], dtype=np.int64)}
     return Baseline(dataset, name, f"{name} (baseline, {chosen})", [fit], tuple(r.get("modalities", ())))
 
@@ -67,6 +67,7 @@ class Study:
     cells: list  # every dataset x variant, applicable or not
     runs: dict  # (dataset, variant) -> [Run], in seed order
     baselines: dict = field(default_factory=dict)  # dataset -> [Baseline], in maln.baselines order
+    oracles: dict = field(default_factory=dict)  # dataset -> its oracle's test scores (maln/report/references.py)
 
     def datasets(self) -> list[str]:
         return list(dict.fromkeys(c.dataset for c in self.cells))

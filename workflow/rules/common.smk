@@ -13,6 +13,7 @@ from maln.report.aggregate import TABLES, outputs as aggregate_outputs
 from maln.train import effective_config
 from maln.data import layouts
 from maln.data.fetch import raw_files, verify
+from maln.data.synthetic import has_oracle
 from maln.errors import MalnError
 from maln.config import Params
 from maln.study import SWEEP_VARIANT, baseline_path, runs, seed_chunks, sweep_path, sweep_runs
@@ -117,6 +118,20 @@ for _dataset in STUDY["datasets"]:
     for _f in _raw(_dataset):
         if _f.url is not None:
             DOWNLOADS.setdefault(_f.path.name, _dataset)
+
+# Synthetic datasets whose kind has an exact Bayes oracle (maln/data/fusion.py): `maln synth` writes
+# data/raw/NAME.oracle.npz beside data/raw/NAME.pkl (maln.data.oracle.oracle_path), so their rule
+# declares both; the others (the `styled` default) write the raw file only.
+ORACLE_DATASETS = [d for d in SYNTHETIC if has_oracle(config["datasets"][d]["synthetic"])]
+
+
+def oracle_file(dataset):
+    return f"data/raw/{dataset}.oracle.npz"
+
+
+def study_oracles():
+    return [oracle_file(d) for d in ORACLE_DATASETS]
+
 
 NEVER = "(?!x)x"  # a wildcard constraint that matches nothing
 

@@ -1,6 +1,5 @@
 # Raw files (synthesised or downloaded and verified) -> canonical stores.
 
-
 rule synth:
     output:
         "data/raw/{dataset}.pkl",
@@ -9,13 +8,21 @@ rule synth:
     log:
         "results/logs/synth/{dataset}.log",
     wildcard_constraints:
-        dataset="|".join(map(re.escape, SYNTHETIC)) or NEVER,
+        dataset="|".join(map(re.escape, [d for d in SYNTHETIC if d not in ORACLE_DATASETS])) or NEVER,
     params:
         maln=MALN,
         sets=sets("datasets.{dataset}", "data"),
         config=data_config,
     shell:
         "{params.maln} synth {wildcards.dataset} {params.sets} 2> {log}"
+
+
+use rule synth as synth_with_oracle with:
+    output:
+        "data/raw/{dataset}.pkl",
+        oracle_file("{dataset}"),
+    wildcard_constraints:
+        dataset="|".join(map(re.escape, ORACLE_DATASETS)) or NEVER,
 
 
 rule fetch:
@@ -55,3 +62,4 @@ rule prepare:
 rule data:
     input:
         study_stores(),
+        study_oracles(),

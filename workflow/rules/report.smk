@@ -4,6 +4,7 @@
 rule aggregate:
     input:
         study_stores(),  # the late-fusion baseline reads the training split's class prior
+        study_oracles(),  # exact Bayes oracles of the synthetic datasets that have one
         study_runs(),
         study_baselines(),
         study_sweeps(),
