@@ -167,6 +167,8 @@ GIVEN = "_given_once"
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from maln.config import seed_option, threads_option  # integers within what numpy and torch take
+
     common = _Parser(add_help=False)
     _add_common(common, "")
     # evaluate and predict take their configuration from the checkpoint: they accept --params and
@@ -194,10 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", parents=[common], help="train one dataset x variant for one or more seeds")
     p.add_argument("--dataset", required=True)
     p.add_argument("--variant", required=True, help="full | no_sclm | no_adversary | text_only | audio_only | visual_only")
-    p.add_argument("--seed", type=int, nargs="+", required=True, metavar="S",
+    p.add_argument("--seed", type=seed_option, nargs="+", required=True, metavar="S",
                    help="one seed, or several trained one after another in this process")
     p.add_argument("--out", type=Path, help="run folder (default results/runs/DATASET/VARIANT/seedS; with several seeds, OUT/seedS)")
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=threads_option, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="retrain even if the run folder holds a finished run of this configuration")
     p.set_defaults(func=cmd_train)
 

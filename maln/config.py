@@ -13,60 +13,11 @@ import yaml
 
 from maln import io
 from maln.errors import ConfigError
+from maln.yaml_reader import read_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 SCHEMA_PATH = PROJECT_ROOT / "workflow" / "schemas" / "params.schema.yaml"
 DEFAULT_PARAMS = "params.yaml"
-
-
-# Parameters nest a few levels; far deeper input is refused before yaml's recursive reader (and
-# the validation, copying and hashing after it) runs out of stack.
-MAX_DEPTH = 32
-
-
-class _Refused(yaml.YAMLError):
-    """Valid YAML that parameters may not use."""
-
-    def __init__(self, problem: str, mark):
-        super().__init__(problem)
-        self.problem, self.problem_mark = problem, mark
-
-
-class _ParamsLoader(yaml.SafeLoader):
-    """yaml's safe loader without aliases. An alias makes two places one object, so a `--set` of
-    one would silently change the other; and a few lines of nested aliases denote more values than
-    memory holds, which validation, messages and hashing would then expand (the command hangs)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            event = self.peek_event()
-            raise _Refused(f"the alias *{event.anchor}: aliases (and merge keys `<<: *name`) are not allowed in "
-                           "parameters; write the values out", event.start_mark)
-        self._depth = getattr(self, "_depth", 0) + 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _Refused(f"nested more than {MAX_DEPTH} levels deep", self.peek_event().start_mark)
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
-def read_yaml(text: str | bytes, source: str):
-    """The one reader of parameters (params files, `--set` values, the schema): UTF-8 YAML without
-    aliases, any problem a ConfigError that names `source`."""
-    if isinstance(text, bytes):
-        try:
-            text = text.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{source}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); "
-                              "save it as UTF-8") from None
-    try:
-        return yaml.load(text, Loader=_ParamsLoader)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        what = "" if isinstance(e, _Refused) else "not valid YAML: "
-        raise ConfigError(f"{source}: {where}{what}{getattr(e, 'problem', None) or e}") from None
 
 
 def read_params_file(path: str | Path):
@@ -98,9 +49,10 @@ def schema() -> dict:
 def parse_override(text: str) -> tuple[list[str], object]:
     """'train.epochs=3' -> (['train', 'epochs'], 3); the value is read as YAML."""
     key, sep, value = text.partition("=")
+    shown = text if len(text) <= 120 else f"{text[:100]}... ({len(text)} characters)"  # a message stays readable
     if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"--set {text!r}: expected KEY.SUB=VALUE, e.g. --set train.epochs=3")
-    parsed = read_yaml(value, f"--set {text!r}") if value.strip() else ""
+        raise ConfigError(f"--set {shown!r}: expected KEY.SUB=VALUE, e.g. --set train.epochs=3")
+    parsed = read_yaml(value, f"--set {shown!r}") if value.strip() else ""
     return key.split("."), parsed
 
 
@@ -141,34 +93,11 @@ def diff_overrides(base: dict, changed: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _format_error(err) -> str:
-    where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-    if err.validator == "additionalProperties":
-        extra = sorted(set(err.instance) - set(err.schema.get("properties", {})))
-        return f"{where}: unknown key{'s' if len(extra) > 1 else ''} {', '.join(map(repr, extra))}"
-    if err.validator == "oneOf":
-        # the schema's only oneOf: where a raw file comes from
-        return f"{where}: give either url + sha1 (a pinned download) or path (a file you place), not both"
-    if err.validator in ("anyOf", "allOf") and err.context:
-        from jsonschema.exceptions import best_match
-
-        inner = best_match(err.context)
-        if inner.validator not in ("not",):
-            return _format_error(inner)
-    if err.validator == "not":
-        return f"{where}: this combination of keys is not allowed here (see the comments in params.yaml)"
-    if err.validator == "enum":
-        return f"{where}: {err.instance!r} is not one of {', '.join(map(str, err.validator_value))}"
-    return f"{where}: {err.message}"
-
-
 def validate_schema(params: dict, source: str = DEFAULT_PARAMS) -> None:
-    import jsonschema
+    from maln.schema import problems
 
-    validator = jsonschema.Draft202012Validator(schema())
-    errors = sorted(validator.iter_errors(params), key=lambda e: list(map(str, e.absolute_path)))
-    if errors:
-        lines = [_format_error(e) for e in errors[:12]]
+    lines = problems(params, schema())
+    if lines:
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(dict.fromkeys(lines)))
 
 
@@ -266,6 +195,36 @@ class Params:
                 "move the file into data/raw/ or set data.allow_paths_outside_project: true"
             )
         return resolved
+
+
+# Seeds reach numpy (SeedSequence, RandomState) and torch; 0 .. 2^32 - 1 is what all of them take
+# (the schema's $defs/seed says the same for the seeds in params.yaml).
+SEED_MAX = 2**32 - 1
+THREADS_MAX = 1024
+
+
+def _bounded_int(option: str, low: int, high: int, why: str):
+    """An argparse `type`: an integer within [low, high], else argparse's one error line naming
+    the option and the range (`maln train: error: argument --seed: ...`)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        digits = text.strip().lstrip("+-")
+        try:  # (Python converts at most 4300 digits; far fewer are out of range anyway)
+            value = int(text) if len(digits) <= 40 or not digits.isdigit() else None
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text[:40]!r} is not an integer") from None
+        if value is None or not low <= value <= high:
+            shown = f"a {len(digits)}-digit number" if value is None else str(value)
+            raise argparse.ArgumentTypeError(f"{shown} is outside {low} <= {option} <= {high} ({why})")
+        return value
+
+    parse.__name__ = option  # what argparse calls the type in its own messages
+    return parse
+
+
+seed_option = _bounded_int("seed", 0, SEED_MAX, "the seeds numpy and torch accept")
+threads_option = _bounded_int("threads", 1, THREADS_MAX, "CPU threads for torch")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides=()) -> Params:

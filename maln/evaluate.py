@@ -4,6 +4,8 @@ features for the visualisation; plus `maln evaluate` and `maln predict` on saved
 from __future__ import annotations
 
 import contextlib
+import io as _io
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,39 +94,58 @@ def metrics_of(p: Predictions, class_names) -> dict:
 
 
 def load_checkpoint(path: str | Path) -> dict:
-    """A model.pt, loaded with weights_only=True: tensors and plain data only, never code."""
+    """A model.pt, loaded with weights_only=True (tensors and plain data only, never code), its
+    content checked before anything is built from it (maln/readback.py)."""
+    from maln import readback
+
     path = Path(path)
+    remedy = readback.folder_remedy(path.parent)
     if (problem := io.not_regular(path)) is not None:
         raise MalnError(f"{path}: {problem if path.exists() or path.is_symlink() else 'no such checkpoint'}")
     try:
         with io.open_regular(path) as f:  # a FIFO put there since the check is refused, not waited on
-            ckpt = torch.load(f, map_location="cpu", weights_only=True)
+            data = f.read()
     except OSError as e:
         raise MalnError(f"{path}: {io.problem(e) or e}") from None
-    except Exception as e:  # torch raises UnpicklingError, RuntimeError or zip errors for bad files
-        raise MalnError(f"{path}: refused or unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
+    if not data:
+        raise readback.broken(path, "empty", remedy)
+    try:  # from memory: what torch raises then is about the content, never about the file system
+        ckpt = torch.load(_io.BytesIO(data), map_location="cpu", weights_only=True)
+    except Exception as e:  # torch raises UnpicklingError, RuntimeError, EOFError, OSError or zip errors
+        said = (str(e).strip().splitlines() or ["cut short?"])[0][:200]
+        raise readback.broken(path, f"refused or unreadable checkpoint ({type(e).__name__}: {said})", remedy) from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "maln-model":
-        raise MalnError(f"{path}: not a maln model checkpoint")
-    return ckpt
+        raise readback.broken(path, "not a maln model checkpoint", remedy)
+    return readback.check_checkpoint(ckpt, path, remedy)
 
 
-def build_from_checkpoint(ckpt: dict, device: torch.device):
+def build_from_checkpoint(ckpt: dict, device: torch.device, path: str | Path | None = None):
+    """The model a checkpoint describes, its weights loaded; weights that do not fit the recorded
+    configuration (a checkpoint edited, or from another version) name the file."""
+    from maln import readback
     from maln.model.config import ModelConfig
     from maln.model.maln import MALN
     from maln.model.variants import get
 
     cfg = ckpt["config"]
-    model = MALN(ckpt["dims"], len(ckpt["class_names"]), ModelConfig.from_dict(cfg["model"]), get(cfg["variant"]),
-                 cfg["dataset"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model = MALN(ckpt["dims"], len(ckpt["class_names"]), ModelConfig.from_dict(cfg["model"]), get(cfg["variant"]),
+                     cfg["dataset"])
+        model.load_state_dict(ckpt["model"])
+    except (MalnError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        if path is None:
+            raise
+        said = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise readback.broken(path, f"its weights do not fit its configuration ({said})",
+                              readback.folder_remedy(Path(path).parent)) from None
     return model.to(device)
 
 
 def evaluate_checkpoint(checkpoint: str | Path, store_path: str | Path | None = None) -> tuple[dict, dict | None]:
     """Test metrics recomputed from model.pt and the store; and the run's stored ones, if any."""
-    import json
-
     from maln.data.store import load_store
+
+    from maln import readback
 
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
@@ -133,14 +154,15 @@ def evaluate_checkpoint(checkpoint: str | Path, store_path: str | Path | None = 
     if store.hash != ckpt["store_hash"]:
         raise MalnError(f"{store.path} is not the store this model was trained on "
                         f"(store {store.hash[:12]}, model trained on {ckpt['store_hash'][:12]}); prepare it again")
+    metrics_path = checkpoint.with_name("metrics.json")
+    stored = None
+    if os.path.lexists(metrics_path):  # read (and checked) before the work, not after it
+        stored = readback.read_metrics(metrics_path, readback.folder_remedy(checkpoint.parent))["test"]
     device = torch.device("cpu")
-    model = build_from_checkpoint(ckpt, device)
+    model = build_from_checkpoint(ckpt, device, checkpoint)
     data = DeviceData(store, model.modalities, device)
     p = predict(model, data, store.dialogues("test"), cfg["train"]["batch_dialogues"])
-    result = metrics_of(p, store.class_names)
-    metrics_path = checkpoint.with_name("metrics.json")
-    stored = json.loads(metrics_path.read_text())["test"] if metrics_path.is_file() else None
-    return result, stored
+    return metrics_of(p, store.class_names), stored
 
 
 def predict_file(checkpoint: str | Path, input_path: str | Path, layout: str | None = None,
@@ -163,7 +185,7 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, layout: str | N
     have = {m: raw.dialogues[next(iter(raw.dialogues))].features[m].shape[1] for m in raw.modalities}
     model_dims = {m: ckpt["dims"][m] for m in ckpt["dims"]}
     device = torch.device("cpu")
-    model = build_from_checkpoint(ckpt, device)
+    model = build_from_checkpoint(ckpt, device, checkpoint)
     for m in model.modalities:
         if m not in have:
             raise MalnError(f"{input_path}: the model uses {m} features, the file has {', '.join(have)}")

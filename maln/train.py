@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io as _io
 import json
+import os
 import platform
 import re
 import sys
@@ -46,6 +47,7 @@ RUN_FILES = ("predictions.csv", "valid_predictions.csv", "history.csv", "feature
 # a pointer to an intact state (the previous file is deleted only after the pointer moves on).
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_FILE = re.compile(r"checkpoint-epoch\d+\.pt")
+RESUME_KEYS = ("model", "optimizer", "epoch", "history", "best_epoch", "best_score", "best_model", "stale", "combination")
 
 
 @dataclass(frozen=True)
@@ -164,18 +166,24 @@ class Run:
         model = self.build_model(seed)
         optimizer = make_optimizer(model, cfg)
         class_weights = class_weight_vector(self.store, self.device) if cfg.class_weights else None
-        step = model
-        if cfg.compile and self.device.type == "cuda":
-            step = torch.compile(model)
         state = {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -1.0, "best_model": None, "stale": 0,
                  "combination": None}
         resumed = _load_checkpoint(out_dir, config_hash, self.store.hash)
+        try:
+            if resumed is not None:
+                model.load_state_dict(resumed["model"])
+                optimizer.load_state_dict(resumed["optimizer"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as e:  # the model's code changed since
+            _log(f"warning: the checkpoint in {out_dir} does not fit this model ({str(e)[:200]}); starting from scratch")
+            resumed, model = None, self.build_model(seed)
+            optimizer = make_optimizer(model, cfg)
         if resumed is not None:
-            model.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
             state = {k: resumed[k] for k in state}
             _log(f"resuming {self.dataset}/{self.variant_name}/seed{seed} after epoch {state['epoch']} "
                  f"(best valid WF1 {100 * state['best_score']:.2f} at epoch {state['best_epoch']})")
+        step = model
+        if cfg.compile and self.device.type == "cuda":
+            step = torch.compile(model)
         n_params = sum(p.numel() for p in model.parameters())
         _log(f"{self.dataset}/{self.variant_name}/seed{seed}: {n_params:,} parameters, modalities "
              f"{'+'.join(self.modalities)}, {len(self.splits['train'])}/{len(self.splits['valid'])}/"
@@ -323,9 +331,19 @@ class Run:
 
 
 def _completed(out_dir: Path, config_hash: str, store_hash: str) -> dict | None:
+    """The folder's finished run of this configuration, or None: a missing, unreadable or foreign
+    metrics.json means the run is trained (again) and replaced. Something other than a file there
+    (a folder, a FIFO, which is never opened) could not be replaced at the end, so it stops the
+    command before any work."""
+    path = out_dir / "metrics.json"
+    if os.path.lexists(path) and (problem := io.not_regular(path)) is not None:
+        raise MalnError(f"{io.shown(path)}: {problem}; remove it (the run's results are written there)")
     try:
-        metrics = json.loads((out_dir / "metrics.json").read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
+        with io.open_regular(path) as f:
+            metrics = json.loads(f.read())
+    except (OSError, ValueError, RecursionError):
+        return None
+    if not isinstance(metrics, dict):
         return None
     if metrics.get("config_hash") == config_hash and metrics.get("store_hash") == store_hash and all(
             (out_dir / f).is_file() for f in RUN_FILES):
@@ -354,15 +372,16 @@ def _load_checkpoint(out_dir: Path, config_hash: str, store_hash: str) -> dict |
     """The last epoch's state if it is intact and belongs to this configuration; otherwise None
     (with a warning), and training starts from scratch."""
     pointer = out_dir / CHECKPOINT
-    if not pointer.exists():
+    if not os.path.lexists(pointer):
         return None
     try:
-        meta = json.loads(pointer.read_text())
+        with io.open_regular(pointer) as f:  # a FIFO is refused, not waited on
+            meta = json.loads(f.read())
         path = out_dir / meta["file"]
         expected = meta["sha256"]
         if not CHECKPOINT_FILE.fullmatch(meta["file"]):
             raise ValueError(f"unexpected file name {meta['file']!r}")
-    except (ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, RecursionError) as e:
         _log(f"warning: {pointer} is unreadable ({e}); starting from scratch")
         return None
     if not path.is_file() or io.sha256_file(path) != expected:
@@ -375,6 +394,9 @@ def _load_checkpoint(out_dir: Path, config_hash: str, store_hash: str) -> dict |
         return None
     if not isinstance(ckpt, dict) or ckpt.get("config_hash") != config_hash or ckpt.get("store_hash") != store_hash:
         _log(f"warning: {path} belongs to another configuration or data store; starting from scratch")
+        return None
+    if missing := [k for k in RESUME_KEYS if k not in ckpt]:
+        _log(f"warning: {path} lacks {', '.join(missing)} (written by another version?); starting from scratch")
         return None
     return ckpt
 

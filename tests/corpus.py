@@ -4,7 +4,9 @@ hundred MB, with one `maln COMMAND: error:` line that names the file (or key or 
 problem, no traceback, and every file and folder of the project exactly as before (no partial
 output; a previous store, checkpoint or result unchanged); the zero-variance case must instead
 succeed without NaN. Disk-full and read-only cases run on a small tmpfs, where this machine lets
-the runner mount one (root), and are skipped with the reason where it does not.
+the runner mount one (root), and are skipped with the reason where it does not. The project's own
+files (checkpoints, run folders, baselines, stores) are broken in a copy of a finished tiny study
+(tests/trained.py, built once per process), whose outputs must then stay as they were.
 
     python tests/corpus.py            # run every case and print a table of what happened
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import pickle
 import re
@@ -31,6 +34,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from builders import (REPO, dialogues, nested_aliases, raw_tuple, shared_lists, write_params,  # noqa: E402
                       write_pickle)
+import trained  # noqa: E402
 
 LAYOUT = "conv-emotion-iemocap"
 
@@ -270,11 +274,11 @@ CASES = [
               raw=lambda root: b"\x80\x02]q\x00h\x00a."),
     data_case("pickle: lists nested 100000 deep", ["bad.pkl", "nest more than 64 levels"],
               raw=lambda root: b"\x80\x02" + b"]" * 100_000 + b"a" * 99_999 + b"."),
-    Case("params.yaml: nine levels of aliases", "train", ["params.yaml", "line 2", "the alias *a0", "not allowed"],
+    Case("params.yaml: nine levels of aliases", "train", ["params.yaml", "line 5", "the alias *a3", "beyond 10000 values"],
          lambda root: _params_text(root, nested_aliases() + "\n" + (REPO / "params.yaml").read_text())),
-    Case("--set value: nine levels of aliases", "prepare", ["--set", "the alias *a0", "not allowed"],
+    Case("--set value: nine levels of aliases", "prepare", ["--set", "the alias *a3", "beyond 10000 values"],
          lambda root: _registry(root) or ["--set", "study.x={" + nested_aliases().replace("\n", ", ") + "}"]),
-    Case("params.yaml: a merge key (an alias too)", "prepare", ["params.yaml", "the alias *base"],
+    Case("params.yaml: a merge key", "prepare", ["params.yaml", "a merge key `<<`", "not allowed"],
          lambda root: _params_text(root, (REPO / "params.yaml").read_text()
                                    + "\nbase: &base {epochs: 2}\nmore:\n  <<: *base\n")),
     Case("--set value nested 1000 deep", "prepare", ["--set", "nested more than 32 levels"],
@@ -325,11 +329,159 @@ CASES = [
 ]
 
 
+# 6. the project's own files, broken: a finished tiny study (tests/trained.py) with one file cut
+# short, emptied, of the wrong type or missing a field; the command that reads it names the file,
+# the problem and how to write it again, and every output of the study stays as it was.
+
+def _broken(rel, edit):
+    def make(root):
+        trained.copy_to(root)
+        edit(root / rel)
+        return []
+
+    return make
+
+
+def _cut(path: Path, keep: float = 0.5) -> None:
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * keep)])
+
+
+def _json(change):
+    """`change(obj)` edits the file's content in place, or returns ("replace", new content)."""
+    def edit(path: Path) -> None:
+        obj = json.loads(path.read_text())
+        out = change(obj)
+        path.write_text(json.dumps(out[1] if isinstance(out, tuple) and out[:1] == ("replace",) else obj, indent=2) + "\n")
+
+    return edit
+
+
+def _torch(change):
+    def edit(path: Path) -> None:
+        import torch
+
+        obj = torch.load(path, weights_only=True)
+        change(obj)
+        torch.save(obj, path)
+
+    return edit
+
+
+def _reshape_a_weight(ckpt: dict) -> None:
+    import torch
+
+    name = next(k for k, v in ckpt["model"].items() if v.ndim == 2)
+    ckpt["model"][name] = torch.zeros(3, 3)
+
+
+def _npz(change):
+    def edit(path: Path) -> None:
+        with np.load(path) as z:
+            arrays = dict(z)
+        change(arrays)
+        with open(path, "wb") as f:
+            np.savez_compressed(f, **arrays)
+
+    return edit
+
+
+def _csv_cell(line: int, column: int, value: str):
+    def edit(path: Path) -> None:
+        rows = path.read_text().splitlines()
+        cells = rows[line].split(",")
+        cells[column] = value
+        rows[line] = ",".join(cells)
+        path.write_text("\n".join(rows) + "\n")
+
+    return edit
+
+
+MODEL = trained.RUN / "model.pt"
+EVALUATE = ["evaluate", "--checkpoint", str(MODEL)]
+RETRAIN = f"maln train --dataset {trained.DATASET} --variant {trained.VARIANT} --seed {trained.SEED}"
+REBASE = f"maln baseline {trained.DATASET}"
+REPREPARE = f"maln prepare {trained.DATASET}"
+TRAIN_AGAIN = ["train", "--dataset", trained.DATASET, "--variant", trained.VARIANT, "--seed", "1"]
+
+CASES += [
+    # 6a. numbers the schema's type admits but no training can use: each key states its range
+    Case("--set train.lr=.nan", "train", ["train.lr: nan is not a finite number", "allowed: a number, 0 < value <= 10"],
+         lambda root: (write_params(root), ["--set", "train.lr=.nan"])[1]),
+    params_case("params: an infinite gradient clip", ["params.yaml", "train.grad_clip: inf is not a finite number",
+                                                     "0 <= value <= 1000000.0"],
+                lambda p: p["train"].__setitem__("grad_clip", float("inf"))),
+    params_case("params: a dataset's NaN dropout", ["datasets.synthetic-meld.overrides.model.dropout: nan is not a finite"],
+                lambda p: p["datasets"]["synthetic-meld"]["overrides"]["model"].__setitem__("dropout", float("nan"))),
+    params_case("params: a seed of 10^22 in study.seeds", ["study.seeds.0: 10000000000000000000000 is greater than",
+                                                           "0 <= value <= 4294967295"],
+                lambda p: p["study"].__setitem__("seeds", [10**22])),
+    params_case("params: a learning rate of 10^30", ["train.lr", "is greater than the maximum of 10"],
+                lambda p: p["train"].__setitem__("lr", 10**30)),
+    params_case("params: a negative report seed", ["report.seed: -1 is less than the minimum of 0"],
+                lambda p: p["report"].__setitem__("seed", -1)),
+    Case("--seed 10^22 on the command line", "train", ["argument --seed", "outside 0 <= seed <= 4294967295"],
+         lambda root: (write_params(root), [])[1],
+         args=["train", "--dataset", "synthetic-meld", "--variant", "full", "--seed", str(10**22)]),
+    Case("--set value: an integer of 5000 digits", "train", ["--set", "an integer of more than 100 digits"],
+         lambda root: (write_params(root), ["--set", "train.epochs=" + "9" * 5000])[1]),
+    Case("params.yaml: an alias inside the value it names", "train", ["params.yaml", "the alias *x", "a cycle"],
+         lambda root: _params_text(root, "x: &x [1, *x]\n" + (REPO / "params.yaml").read_text())),
+    # 6b. checkpoints, run folders, baselines and stores, broken
+    Case("evaluate: an empty model.pt", "evaluate", ["model.pt", "empty", RETRAIN, "--force"],
+         _broken(MODEL, lambda p: p.write_bytes(b"")), args=EVALUATE),
+    Case("evaluate: model.pt cut short", "evaluate", ["model.pt", "unreadable checkpoint", RETRAIN, "--force"],
+         _broken(MODEL, _cut), args=EVALUATE),
+    Case("evaluate: model.pt without its class names", "evaluate", ["model.pt", "missing field 'class_names'", "--force"],
+         _broken(MODEL, _torch(lambda c: c.pop("class_names"))), args=EVALUATE),
+    Case("evaluate: model.pt with a text width", "evaluate", ["model.pt", "config.model.width: 'wide'", "--force"],
+         _broken(MODEL, _torch(lambda c: c["config"]["model"].__setitem__("width", "wide"))), args=EVALUATE),
+    Case("evaluate: model.pt with weights of another shape", "evaluate", ["model.pt", "do not fit", "--force"],
+         _broken(MODEL, _torch(_reshape_a_weight)), args=EVALUATE),
+    Case("evaluate: the run's metrics.json without test scores", "evaluate", ["metrics.json", "missing field 'test'", "--force"],
+         _broken(trained.RUN / "metrics.json", _json(lambda m: m.pop("test"))), args=EVALUATE),
+    Case("aggregate: metrics.json without class_names", "aggregate",
+         ["metrics.json", "missing field 'class_names'", RETRAIN, "--force"],
+         _broken(trained.RUN / "metrics.json", _json(lambda m: m.pop("class_names")))),
+    Case("aggregate: metrics.json a list", "aggregate", ["metrics.json", "is not of type 'object'", "--force"],
+         _broken(trained.RUN / "metrics.json", _json(lambda m: ("replace", [m])))),
+    Case("aggregate: metrics.json cut short", "aggregate", ["metrics.json", "not valid JSON", "--force"],
+         _broken(trained.RUN / "metrics.json", _cut)),
+    Case("aggregate: predictions.csv cut short", "aggregate", ["predictions.csv", "--force"],
+         _broken(trained.RUN / "predictions.csv", _cut)),
+    Case("aggregate: predictions.csv with an unknown emotion", "aggregate",
+         ["predictions.csv", "line 2: gold 'bliss' is not one of the run's classes", "--force"],
+         _broken(trained.RUN / "predictions.csv", _csv_cell(1, 3, "bliss"))),
+    Case("aggregate: an empty history.csv", "aggregate", ["history.csv", "empty", "--force"],
+         _broken(trained.RUN / "history.csv", lambda p: p.write_bytes(b""))),
+    Case("aggregate: history.csv with a NaN loss", "aggregate", ["history.csv", "line 2: ce is 'nan', not a finite number"],
+         _broken(trained.RUN / "history.csv", _csv_cell(1, 1, "nan"))),
+    Case("aggregate: features.npz cut short", "aggregate", ["features.npz", "unreadable", "--force"],
+         _broken(trained.RUN / "features.npz", _cut)),
+    Case("aggregate: features.npz without common features", "aggregate", ["features.npz", "has no array 'common'"],
+         _broken(trained.RUN / "features.npz", _npz(lambda a: a.pop("common")))),
+    Case("aggregate: baselines a list", "aggregate", [str(trained.BASELINES), "is not of type 'object'", REBASE],
+         _broken(trained.BASELINES, _json(lambda b: ("replace", [b])))),
+    Case("aggregate: baselines without test predictions", "aggregate",
+         [str(trained.BASELINES), "missing field 'test_predictions'", REBASE],
+         _broken(trained.BASELINES, _json(lambda b: b["baselines"]["majority"].pop("test_predictions")))),
+    Case("aggregate: baselines cut short", "aggregate", [str(trained.BASELINES), "not valid JSON", REBASE],
+         _broken(trained.BASELINES, _cut)),
+    Case("train: the store's meta.json cut short", "train", ["meta.json", "not valid JSON", REPREPARE],
+         _broken(trained.STORE / "meta.json", _cut), args=TRAIN_AGAIN),
+    Case("train: the store's labels cut short", "train", ["labels.npy", "corrupted", REPREPARE],
+         _broken(trained.STORE / "labels.npy", _cut), args=TRAIN_AGAIN),
+    Case("aggregate: the store's labels cut short (read without hashing)", "aggregate", ["labels.npy", REPREPARE],
+         _broken(trained.STORE / "labels.npy", _cut)),
+]
+
+
 def command_args(case: Case) -> list[str]:
     if case.args is not None:
         return case.args
     if case.command == "prepare":
         return ["prepare", "bad"]
+    if case.command == "aggregate":
+        return ["aggregate"]
     return ["train", "--dataset", "synthetic-meld", "--variant", "full", "--seed", "0"]
 
 

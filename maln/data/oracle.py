@@ -194,8 +194,22 @@ def write_oracle(path, dialogues, test_ids, emission: Emission, chain: Chain, cl
 
 
 def read_oracle(path) -> dict:
-    with np.load(path, allow_pickle=False) as z:
-        return {k: z[k] for k in z.files}
+    """The oracle file's arrays; a broken or incomplete one is a DataError naming it and the remedy."""
+    import zlib
+
+    from maln.errors import DataError
+
+    remedy = "write it again: `maln synth DATASET` (or delete it and run the study)"
+    try:
+        with io.open_regular(path) as f, np.load(f, allow_pickle=False) as z:
+            out = {k: z[k] for k in z.files}
+    except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
+        raise DataError(io.shown(path), f"unreadable oracle file ({type(e).__name__}: {str(e)[:120]}); {remedy}") from None
+    missing = [k for k in ("label", "split", "class_names", *RULES) if k not in out]
+    n = len(out.get("label", ()))
+    if missing or any(out[r].shape != (n, len(out["class_names"])) for r in RULES):
+        raise DataError(io.shown(path), f"not an oracle file (missing or misshapen: {', '.join(missing) or 'posteriors'}); {remedy}")
+    return out
 
 
 def oracle_scores(path, split: str = "test") -> dict:

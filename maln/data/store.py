@@ -29,7 +29,7 @@ import numpy as np
 
 from maln.data.readers import SPLITS, RawDataset
 from maln.errors import DataError
-from maln.io import DIR_MODE, FILE_MODE, canonical_hash, reporting_faults, sha256_file
+from maln.io import DIR_MODE, FILE_MODE, canonical_hash, reporting_faults, sha256_file, shown
 
 FORMAT = "maln-store"
 VERSION = 2
@@ -189,33 +189,56 @@ def _replace_dir(new: Path, target: Path) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+STORE_META = {  # what write_store writes in meta.json (format, version and store_hash are checked first)
+    "type": "object",
+    "required": ["dataset", "layout", "class_names", "modalities", "n_dialogues", "n_utterances", "n_parties",
+                 "speaker_symbols", "splits", "dialogue_ids", "arrays"],
+    "properties": {
+        "dataset": {"type": "string"}, "layout": {"type": "string"},
+        "class_names": {"type": "array", "minItems": 1, "items": {"type": "string"}},
+        "modalities": {"type": "object", "minProperties": 1, "propertyNames": {"pattern": "^[a-z]+$"},
+                       "additionalProperties": {"type": "integer", "minimum": 1}},
+        "n_dialogues": {"type": "integer", "minimum": 1}, "n_utterances": {"type": "integer", "minimum": 1},
+        "n_parties": {"type": "integer", "minimum": 1}, "speaker_symbols": {"type": "array"},
+        "splits": {"type": "object"}, "dialogue_ids": {"type": "array", "items": {"type": ["string", "integer"]}},
+        # plain names in the store's folder, never a path elsewhere
+        "arrays": {"type": "object", "propertyNames": {"pattern": "^[a-z_]+(\\.(mean|std))?\\.npy$"},
+                   "additionalProperties": {"type": "string", "pattern": "^[0-9a-f]{64}$"}},
+    },
+}
+
+
 def load_store(path: str | Path, verify: bool = True, mmap: bool = True) -> Store:
     """Open a store; with `verify`, every array's SHA-256 is checked against meta.json, so a
-    corrupted store is reported instead of trained on."""
+    corrupted store is reported instead of trained on. Either way meta.json and every array's type
+    and shape are checked (maln/readback.py), so a broken store is one DataError, never a crash."""
+    from maln import readback
+
     path = Path(path)
     meta_path = path / "meta.json"
-    if not meta_path.is_file():
-        raise DataError(path, "no prepared store here (run `maln prepare DATASET`)")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise DataError(meta_path, f"not valid JSON ({e}); prepare the dataset again") from None
-    if meta.get("format") != FORMAT or meta.get("version") != VERSION:
-        raise DataError(meta_path, f"not a version-{VERSION} maln store; prepare the dataset again")
+    remedy = f"prepare the dataset again (`maln prepare {path.name}`)"
+    if not os.path.lexists(meta_path):
+        raise DataError(shown(path), f"no prepared store here (run `maln prepare {path.name}`)")
+    meta = readback.read_json(meta_path, remedy)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or meta.get("version") != VERSION:
+        raise DataError(shown(meta_path), f"not a version-{VERSION} maln store; {remedy}")
     body = {k: v for k, v in meta.items() if k != "store_hash"}
     if canonical_hash(body) != meta.get("store_hash"):
-        raise DataError(meta_path, "meta.json does not match its store_hash (edited or corrupted); prepare the dataset again")
+        raise DataError(shown(meta_path), f"meta.json does not match its store_hash (edited or corrupted); {remedy}")
+    if found := readback.problems(meta, STORE_META, limit=1):
+        raise DataError(shown(meta_path), f"{readback.field_words(found[0])}; {remedy}")
     arrays = {}
     for name, digest in meta["arrays"].items():
         file = path / name
         if not file.is_file():
-            raise DataError(file, "missing from the store; prepare the dataset again")
+            raise DataError(shown(file), f"missing from the store; {remedy}")
         if verify and sha256_file(file) != digest:
-            raise DataError(file, "corrupted: its SHA-256 differs from the one recorded in meta.json; prepare the dataset again")
+            raise DataError(shown(file), f"corrupted: its SHA-256 differs from the one recorded in meta.json; {remedy}")
         try:
             arrays[name.removesuffix(".npy")] = np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
-        except ValueError as e:
-            raise DataError(file, f"unreadable ({e}); prepare the dataset again") from None
+        except (ValueError, EOFError, OSError) as e:
+            raise DataError(shown(file), f"unreadable ({type(e).__name__}: {str(e)[:120] or 'cut short?'}); {remedy}") from None
+    _check_arrays(path, meta, arrays, remedy)
     return Store(
         path=path,
         meta=meta,
@@ -226,3 +249,30 @@ def load_store(path: str | Path, verify: bool = True, mmap: bool = True) -> Stor
         split=np.asarray(arrays["split"]),
         arrays=arrays,
     )
+
+
+def _check_arrays(path: Path, meta: dict, arrays: dict, remedy: str) -> None:
+    """Every array write_store writes, of its dtype and of the shape meta.json gives, the indices
+    in range: what training, baselines and the report index with (labels and offsets are small)."""
+    n, u, classes = meta["n_dialogues"], meta["n_utterances"], len(meta["class_names"])
+    shapes = {"offsets": ("i", (n + 1,)), "speakers": ("i", (u,)), "labels": ("i", (u,)), "split": ("i", (n,))}
+    for m, d in meta["modalities"].items():
+        shapes.update({m: ("f", (u, d)), f"{m}.mean": ("f", (d,)), f"{m}.std": ("f", (d,))})
+    for name, (kind, shape) in shapes.items():
+        a = arrays.get(name)
+        if a is None:
+            raise DataError(shown(path / f"{name}.npy"), f"missing from the store; {remedy}")
+        if a.dtype.kind != kind or a.shape != shape:
+            raise DataError(shown(path / f"{name}.npy"), f"is {a.dtype} {list(a.shape)}, meta.json says "
+                                                  f"{'integers' if kind == 'i' else 'floats'} {list(shape)}; {remedy}")
+    offsets, labels, speakers = (np.asarray(arrays[k]) for k in ("offsets", "labels", "speakers"))
+    problem = ("offsets do not run from 0 to n_utterances in order" if offsets[0] != 0 or offsets[-1] != u
+               or (np.diff(offsets) < 0).any() else
+               f"labels outside -1..{classes - 1}" if ((labels < -1) | (labels >= classes)).any() else
+               "speakers outside 0..n_parties - 1" if ((speakers < 0) | (speakers >= meta["n_parties"])).any() else
+               "split values other than 0, 1, 2" if ((arrays["split"] < 0) | (arrays["split"] > 2)).any() else
+               "dialogue_ids are not n_dialogues names" if len(meta["dialogue_ids"]) != n else
+               next((f"{m}.std is not positive and finite" for m in meta["modalities"]
+                     if not (np.isfinite(arrays[f"{m}.std"]) & (np.asarray(arrays[f"{m}.std"]) > 0)).all()), None))
+    if problem is not None:
+        raise DataError(shown(path / "meta.json"), f"the store is inconsistent: {problem}; {remedy}")

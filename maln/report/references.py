@@ -53,7 +53,7 @@ def oracle_files(params_data: dict) -> dict:
 def load_oracles(root: Path, params_data: dict) -> dict:
     """dataset -> {rule: {"weighted_f1", "accuracy"}, "test_labels": [count per class]} on the test
     split; a MalnError names the oracle files that are missing."""
-    from maln.data.oracle import oracle_scores
+    from maln.data.oracle import oracle_scores, read_oracle
 
     files = oracle_files(params_data)
     missing = [f"{p} (`maln synth {d}` writes it)" for d, p in files.items() if not (root / p).is_file()]
@@ -61,8 +61,8 @@ def load_oracles(root: Path, params_data: dict) -> dict:
         raise MalnError("missing oracle file(s):\n  " + "\n  ".join(missing))
     out = {}
     for d, p in files.items():
-        with np.load(root / p, allow_pickle=False) as z:
-            counts = np.bincount(z["label"][z["split"] == "test"], minlength=len(z["class_names"]))
+        z = read_oracle(root / p)
+        counts = np.bincount(z["label"][z["split"] == "test"], minlength=len(z["class_names"]))
         out[d] = {**oracle_scores(root / p, split="test"), "test_labels": counts.tolist()}
     return out
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from maln import io, readback
 from maln.errors import MalnError
 from maln.study import Cell, baseline_path, cells, run_path
 
@@ -27,7 +26,8 @@ class Run:
 
     def log_probs(self, split: str) -> tuple[np.ndarray, np.ndarray]:
         """(gold, log-probabilities [N, C]) of the test or validation split, from the run's CSV."""
-        rows = _read_csv(self.path / ("predictions.csv" if split == "test" else "valid_predictions.csv"))
+        rows = readback.read_predictions(self.path / ("predictions.csv" if split == "test" else "valid_predictions.csv"),
+                                         self.remedy, self.class_names, self.metrics[split]["n"])
         index = {name: i for i, name in enumerate(self.class_names)}
         gold = np.array([index[r["gold"]] for r in rows], dtype=np.int64)
         probs = np.array([[float(r[f"p_{c}"]) for c in self.class_names] for r in rows])
@@ -36,6 +36,10 @@ class Run:
     @property
     def class_names(self) -> list[str]:
         return self.metrics["class_names"]
+
+    @property
+    def remedy(self) -> str:
+        return readback.run_remedy(self.dataset, self.variant, self.seed)
 
 
 @dataclass
@@ -82,9 +86,38 @@ class Study:
         return self.baselines.get(dataset, [])
 
 
-def _read_csv(path: Path) -> list[dict]:
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
+def load_run(path: Path, dataset: str, variant: str, seed: int) -> Run:
+    """One run folder, every file the report reads checked (maln/readback.py)."""
+    remedy = readback.run_remedy(dataset, variant, seed)
+    metrics = readback.read_metrics(path / "metrics.json", remedy)
+    if (metrics["dataset"], metrics["variant"], metrics["seed"]) != (dataset, variant, seed):
+        raise readback.broken(path / "metrics.json", f"records the run {metrics['dataset']}/{metrics['variant']}/"
+                                                     f"seed{metrics['seed']}, not {dataset}/{variant}/seed{seed}", remedy)
+    history = readback.read_history(path / "history.csv", remedy, metrics["epochs_run"])
+    names, n = metrics["class_names"], metrics["test"]["n"]
+    rows = readback.read_predictions(path / "predictions.csv", remedy, names, n)
+    readback.check_features(path / "features.npz", remedy, n, metrics["modalities"], names)
+    index = {name: i for i, name in enumerate(names)}
+    gold = np.array([index[r["gold"]] for r in rows], dtype=np.int64)
+    pred = np.array([index[r["predicted"]] for r in rows], dtype=np.int64)
+    return Run(dataset, variant, seed, path, metrics, history, gold, pred, np.array([r["dialogue_id"] for r in rows]))
+
+
+def _same_store(runs: list, baselines: dict) -> None:
+    """The runs of a dataset and its baselines must score one test split: a file left from another
+    store (prepared again since) would pair other utterances in the tables."""
+    first = {}
+    for r in runs:
+        key = (r.metrics["store_hash"], tuple(r.class_names), r.metrics["test"]["n"])
+        ref = first.setdefault(r.dataset, (key, r))
+        if key != ref[0]:
+            raise readback.broken(r.path / "metrics.json", f"was trained on another store or classes than "
+                                  f"{io.shown(ref[1].path)} (store {key[0][:12]} against {ref[0][0][:12]})", r.remedy)
+    for dataset, (path, result) in baselines.items():
+        if dataset in first and (tuple(result["class_names"]), next(iter(result["baselines"].values()))["test"]["n"]) \
+                != first[dataset][0][1:]:
+            raise readback.broken(path, f"scores other classes or test utterances than the runs of {dataset}",
+                                  f"compute them again: `maln baseline {dataset}`")
 
 
 def load_study(root: Path, params_data: dict) -> Study:
@@ -99,29 +132,17 @@ def load_study(root: Path, params_data: dict) -> Study:
             if not (path / "metrics.json").is_file():
                 missing.append(str(run_path(c.dataset, c.variant, seed)))
                 continue
-            try:
-                metrics = json.loads((path / "metrics.json").read_text())
-                history = [{k: float(v) for k, v in row.items() if v != ""} for row in _read_csv(path / "history.csv")]
-                rows = _read_csv(path / "predictions.csv")
-            except (OSError, ValueError) as e:
-                raise MalnError(f"{path}: unreadable run ({e}); train it again") from None
-            index = {name: i for i, name in enumerate(metrics["class_names"])}
-            gold = np.array([index[r["gold"]] for r in rows], dtype=np.int64)
-            pred = np.array([index[r["predicted"]] for r in rows], dtype=np.int64)
-            dialogue = np.array([r["dialogue_id"] for r in rows])
-            found.setdefault((c.dataset, c.variant), []).append(
-                Run(c.dataset, c.variant, seed, path, metrics, history, gold, pred, dialogue))
-    baselines = {}
+            found.setdefault((c.dataset, c.variant), []).append(load_run(path, c.dataset, c.variant, seed))
+    results = {}
     for dataset in params_data["study"]["datasets"]:
         path = root / baseline_path(dataset)
         if not path.is_file():
             missing.append(str(baseline_path(dataset)))
             continue
-        try:
-            result = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise MalnError(f"{path}: unreadable baselines ({e}); compute them again") from None
-        baselines[dataset] = [_regression(dataset, name, r) for name, r in result["baselines"].items()]
+        results[dataset] = (path, readback.read_baselines(path, f"compute them again: `maln baseline {dataset}`"))
+    _same_store([r for runs in found.values() for r in runs], results)
+    baselines = {d: [_regression(d, name, r) for name, r in result["baselines"].items()]
+                 for d, (_, result) in results.items()}
     if missing:
         shown = "\n  ".join(missing[:20]) + (f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else "")
         raise MalnError(f"{len(missing)} run(s) of the study have no results (train them first, e.g. with "
@@ -132,7 +153,7 @@ def load_study(root: Path, params_data: dict) -> Study:
 def load_sweep(root: Path, params_data: dict) -> dict:
     """key -> value -> dataset -> [metrics.json of each seed] for params.yaml `sweep:`; a MalnError
     lists the runs that are missing."""
-    from maln.study import sweep_path, sweep_runs
+    from maln.study import SWEEP_VARIANT, sweep_path, sweep_runs
 
     out, missing = {}, []
     for key, value, dataset, seed in sweep_runs(params_data):
@@ -140,7 +161,9 @@ def load_sweep(root: Path, params_data: dict) -> dict:
         if not path.is_file():
             missing.append(str(sweep_path(key, value, dataset, seed)))
             continue
-        out.setdefault(key, {}).setdefault(value, {}).setdefault(dataset, []).append(json.loads(path.read_text()))
+        remedy = readback.run_remedy(dataset, SWEEP_VARIANT, seed, out=sweep_path(key, value, dataset, seed),
+                                     sets=[f"{key}={value}"])
+        out.setdefault(key, {}).setdefault(value, {}).setdefault(dataset, []).append(readback.read_metrics(path, remedy))
     if missing:
         raise MalnError(f"{len(missing)} sweep run(s) have no results (run the workflow first):\n  " + "\n  ".join(missing[:20]))
     return out
