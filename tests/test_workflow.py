@@ -48,6 +48,12 @@ def test_parameter_change_reruns_only_the_jobs_it_concerns(study):
     assert "train_seed" not in out.stdout + out.stderr
 
 
+def test_a_non_finite_config_value_stops_snakemake_before_any_job(study):
+    root, _ = study
+    out = snakemake(root, "-n", "--config", "train={lr: .nan}", check=False)
+    assert out.returncode != 0 and "train.lr: nan is not a finite number" in out.stdout + out.stderr
+
+
 def _edited(path):
     """Append a comment to a source file for the body of a `with`, then restore it byte for byte."""
     import contextlib

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from maln.config import check_references, diff_overrides, read_params_file, read_yaml
+from maln.config import check_references, diff_overrides, read_params_file, read_yaml, validate_schema
 from maln.deps import STEPS, files as code_files
 from maln.io import canonical_hash
 from maln.report.aggregate import TABLES, outputs as aggregate_outputs
@@ -36,6 +36,9 @@ def _retype(value):
 
 config.update(_retype(dict(config)))
 validate(config, schema="../schemas/params.schema.yaml")
+# maln's own pass over the same schema also refuses what JSON Schema admits (NaN, infinities, 8.0 as
+# an integer), so a bad --config value stops here, not in the first training job
+validate_schema(config, "params.yaml with --config")
 check_references(config)
 
 STUDY = config["study"]
