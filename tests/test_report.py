@@ -169,7 +169,8 @@ def _run_with_probs(tmp_path, variant, seed, probs: dict, gold: dict):
             w.writerow(["dialogue_id", "position", "speaker", "gold", "predicted", *(f"p_{c}" for c in names)])
             for i, (g, p) in enumerate(zip(gold[split], probs[split])):
                 w.writerow([f"d{i // 5}", i % 5, 0, names[g], names[int(np.argmax(p))], *p])
-    return Run("d", variant, seed, path, {"class_names": names}, [], gold["test"], np.argmax(probs["test"], 1),
+    metrics = {"class_names": names, **{split: {"n": len(gold[split])} for split in gold}}
+    return Run("d", variant, seed, path, metrics, [], gold["test"], np.argmax(probs["test"], 1),
                np.array([f"d{i // 5}" for i in range(len(gold["test"]))]))
 
 
@@ -210,7 +211,7 @@ def test_main_table_numbers_are_the_runs_mean_and_std(tiny_study):
 def test_missing_runs_are_listed(tiny_study, tmp_path):
     root, params = tiny_study
     broken = tmp_path / "broken"
-    shutil.copytree(root, broken, ignore=shutil.ignore_patterns("features.npz"))
+    shutil.copytree(root, broken)
     shutil.rmtree(broken / "results/runs/synthetic-meld/text_only/seed1")
     shutil.rmtree(broken / "results/runs/synthetic-iemocap/full/seed0")
     with pytest.raises(MalnError) as e:
