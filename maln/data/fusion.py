@@ -24,6 +24,7 @@ import numpy as np
 
 from maln.data import layouts
 from maln.data.oracle import Chain, Emission
+from maln.data.shapes import MELD_PARTIES, PRIORS, check_sizes
 from maln.errors import ConfigError
 
 KINDS = ("independent", "nuisance", "interaction")
@@ -111,8 +112,6 @@ def _speakers(rng, length: int, n_parties: int) -> list:
 def sample(layout_name: str, cfg: dict):
     """(dialogues, test ids, emission, chain) of a dataset of an oracle kind: dialogues as a list of
     (id, speakers, labels, {m: [L, d_m] float32}) in file order, train first."""
-    from maln.data.synthetic import MELD_PARTIES, PRIORS, check_sizes
-
     layout = layouts.get(layout_name)
     base = layout.synthetic_of
     dims = check_sizes(layout, cfg)

@@ -25,20 +25,12 @@ import numpy as np
 
 from maln import io
 from maln.data import layouts
-from maln.errors import ConfigError
+from maln.data.shapes import MELD_PARTIES, MELD_SLOTS, PRIORS, check_sizes
 
-# class priors shaped like the real benchmarks (data-sources.md): IEMOCAP's hap smallest, MELD's
-# neutral about 47 %, fear and disgust about 2-3 % each
-PRIORS = {
-    "conv-emotion-iemocap": np.array([0.08, 0.14, 0.22, 0.15, 0.15, 0.26]),
-    "conv-emotion-meld": np.array([0.47, 0.12, 0.03, 0.07, 0.17, 0.03, 0.11]),
-}
 STYLE = 1.0  # size of each speaker's feature offset, in noise units
 KEEP_OWN = 0.5  # probability that a speaker repeats their last emotion
 TAKE_UP = 0.2  # probability that an utterance takes the previous utterance's emotion
 SWITCH = 0.8  # probability that the next utterance is by another party
-MELD_PARTIES = np.array([0.04, 0.40, 0.24, 0.14, 0.08, 0.05, 0.02, 0.02, 0.01])  # 1..9 parties
-MELD_SLOTS = 9  # one-hot speaker vectors of length 9, as in the real file
 
 
 def _dialogue(rng, length, n_parties, n_classes, priors, prototypes, dims):
@@ -65,16 +57,6 @@ def _dialogue(rng, length, n_parties, n_classes, priors, prototypes, dims):
         for m, d in dims.items()
     }
     return speakers, labels, features
-
-
-def check_sizes(layout, cfg: dict) -> dict:
-    """{modality: size} of a synthetic entry, after checking that every modality has a size and a
-    signal strength."""
-    for key, what in (("dims", "a size"), ("signal", "a strength")):
-        missing = [m for m in layout.modalities if m not in cfg[key]]
-        if missing:
-            raise ConfigError(f"synthetic.{key}: {layout.name} needs {what} for {', '.join(missing)}")
-    return {m: int(cfg["dims"][m]) for m in layout.modalities}
 
 
 def kind(cfg: dict) -> str:
