@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maln.data import layouts
+from maln.data.shapes import has_oracle
 from maln.model.variants import VARIANTS
 
 
@@ -52,6 +53,18 @@ def seed_chunks(params_data: dict) -> list[tuple[int, ...]]:
 
 def run_path(dataset: str, variant: str, seed: int) -> Path:
     return Path("results") / "runs" / dataset / variant / f"seed{seed}"
+
+
+def oracle_file(params_data: dict, dataset: str) -> str | None:
+    """Where a dataset's exact Bayes oracle lies (maln/data/oracle.py has the format), as written in
+    the registry, or None: your own file (`oracle: {path: ...}` on any registry entry), or the one
+    `maln synth` writes beside a synthetic kind that has one (data/raw/NAME.oracle.npz)."""
+    entry = params_data["datasets"][dataset]
+    if "oracle" in entry:
+        return entry["oracle"]["path"]
+    if "synthetic" in entry and has_oracle(entry["synthetic"]):
+        return f"data/raw/{dataset}.oracle.npz"
+    return None
 
 
 def baseline_path(dataset: str) -> Path:

@@ -4,6 +4,7 @@ fusion headroom, the registered fusion datasets have at least 8 WF1 points of it
 deterministic and prepare into stores like any other."""
 
 import itertools
+import math
 import json
 
 import numpy as np
@@ -200,3 +201,51 @@ def test_synth_then_prepare_builds_a_store_that_matches_the_oracle(tmp_path, nam
         rows = o["dialogue"] == str(vid)
         assert np.array_equal(store.labels[store.offsets[i]:store.offsets[i + 1]], o["label"][rows])
         assert (store.split[i] == 2) == (o["split"][rows][0] == "test")
+
+
+# -- your own dataset with its own oracle (issue 21: a held-out dataset through the bring-your-own path) --
+
+TINY_MODEL = {"model": {"width": 8, "context": {"hidden": {"text": 8, "audio": 8, "visual": 8}, "layers": 1},
+                  "sclm": {"max_positions": 64, "feedforward": 16}, "discriminator_hidden": 8},
+        "train": {"epochs": 2, "batch_dialogues": 8}}
+
+
+def test_your_own_features_with_their_own_oracle_get_oracle_rows_and_headroom_shares(tmp_path):
+    """A file you place in a real layout (`path:`), its oracle beside it (`oracle: {path}`): prepare,
+    train, baseline and aggregate as any dataset, and the main table reads the runs against the
+    oracle. Made here by the project's generator under another name, as an outside one would be."""
+    import shutil
+
+    from trained import run_in_process
+
+    made = {"layout": "synthetic-iemocap", "synthetic": {
+        "kind": "interaction", "dialogues": 24, "test_fraction": 0.25, "length": [6, 12], "stay": 0.3,
+        "dims": {"text": 12, "audio": 8, "visual": 8}, "signal": {"text": 2.7, "audio": 0.5, "visual": 0.8}, "seed": 3,
+        "interaction": {"inverted": "text", "revealed_by": "audio", "probability": 0.5, "reveal": 6.0}}}
+    yours = {"layout": "conv-emotion-iemocap", "path": "data/raw/yours.pkl", "valid_fraction": 0.3,
+             "oracle": {"path": "data/raw/yours.oracle.npz"}, "overrides": TINY_MODEL}
+    write_params(tmp_path, {"made": made, "yours": yours}, study_datasets=["yours"],
+                 study={"variants": ["full", "text_only", "audio_only", "visual_only"], "seeds": [0]},
+                 report={"bootstrap": 100, "tsne_utterances": 20}, baselines={"logreg_C": [0.1], "mlp_alpha": [1.0]})
+    code, err = run_in_process(tmp_path, ["synth", "made"])
+    assert code == 0, err
+    shutil.move(tmp_path / "data/raw/made.pkl", tmp_path / "data/raw/yours.pkl")
+    shutil.move(tmp_path / "data/raw/made.oracle.npz", tmp_path / "data/raw/yours.oracle.npz")
+    for args in (["prepare", "yours"], *(["train", "--dataset", "yours", "--variant", v, "--seed", "0", "--threads", "1"]
+                                        for v in ("full", "text_only", "audio_only", "visual_only")),
+                 ["baseline", "yours"], ["aggregate"]):
+        code, err = run_in_process(tmp_path, args)
+        assert code == 0, f"maln {' '.join(args)}: {err[-2000:]}"
+    main = (tmp_path / "results/tables/main.md").read_text()
+    assert "| yours | oracle: joint Bayes rule, with context |" in main
+    assert "| yours | oracle: best late fusion, without context |" in main
+    metrics = json.loads((tmp_path / "results/metrics.json").read_text())["yours"]
+    assert metrics["oracle"]["headroom_wf1"] >= 1.0  # the generator's interaction leaves headroom
+    assert math.isfinite(metrics["full"]["headroom_share_mean"])
+
+    # an oracle of another draw (same dialogues, other emotions) is refused by name
+    o = dict(np.load(tmp_path / "data/raw/yours.oracle.npz"))
+    o["label"] = np.roll(o["label"], 1)
+    np.savez(tmp_path / "data/raw/yours.oracle.npz", **o)
+    code, err = run_in_process(tmp_path, ["aggregate"])
+    assert code != 0 and "yours: its oracle's emotions differ from the store's" in err

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
+from builders import write_params
 from maln.config import load_params
 from maln.errors import MalnError
 from maln.report.aggregate import aggregate, data_note, outputs, update_readme
@@ -324,27 +325,54 @@ def test_main_table_shows_oracle_rows_shares_and_flags_networks_below_their_line
     assert "oracle" not in summary(plain)["d"] and "headroom_share_mean" not in summary(plain)["d"]["full"]
 
 
-def test_oracle_files_are_read_for_synthetic_datasets_that_have_one(tmp_path):
+def test_oracle_files_are_read_for_synthetic_datasets_that_have_one(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
     from maln.report.references import load_oracles, oracle_files
 
-    params_data = {"study": {"datasets": ["fused", "styled"]},
-                   "datasets": {"fused": {"layout": "synthetic-iemocap", "synthetic": {"kind": "interaction"}},
-                                "styled": {"layout": "synthetic-iemocap", "synthetic": {}}}}
-    assert {d: str(p) for d, p in oracle_files(params_data).items()} == {"fused": "data/raw/fused.oracle.npz"}
+    params = load_params(write_params(tmp_path, {
+        "fused": {"layout": "synthetic-iemocap", "synthetic": {
+            "kind": "interaction", "dialogues": 8, "test_fraction": 0.25, "length": [4, 4], "stay": 0.3,
+            "dims": {"text": 2, "audio": 2, "visual": 2}, "signal": {"text": 1, "audio": 1, "visual": 1}, "seed": 0,
+            "interaction": {"inverted": "text", "revealed_by": "audio", "probability": 0.5, "reveal": 1.0}}},
+        "styled": {"layout": "synthetic-iemocap", "synthetic": {
+            "dialogues": 8, "test_fraction": 0.25, "length": [4, 4], "dims": {"text": 2, "audio": 2, "visual": 2},
+            "signal": {"text": 1, "audio": 1, "visual": 1}, "seed": 0}}}, study_datasets=["fused", "styled"]))
+    assert {d: p.relative_to(tmp_path).as_posix() for d, p in oracle_files(params).items()} == {
+        "fused": "data/raw/fused.oracle.npz"}
     with pytest.raises(MalnError, match="data/raw/fused.oracle.npz"):
-        load_oracles(tmp_path, params_data)
-    # the spec's format: 6 test utterances of 2 classes; the joint rule gets all, late fusion 4 of 6
+        load_oracles(params)
+    # the spec's format: dialogue a (2 training rows), dialogue b (6 test rows) of 2 classes; the
+    # joint rule gets all, late fusion 4 of 6 test rows
     label = np.array([0, 1, 0, 1, 0, 1, 0, 1])
     right, wrong = np.eye(2)[label], np.eye(2)[1 - label]
     late = np.where(np.arange(8)[:, None] < 4, wrong, right)  # wrong on the 2 training and 2 test rows
     (tmp_path / "data/raw").mkdir(parents=True)
-    np.savez(tmp_path / "data/raw/fused.oracle.npz", dialogue=np.array(["a"] * 4 + ["b"] * 4),
-             position=np.tile(np.arange(4), 2).astype(np.int64), label=label.astype(np.int64),
+    np.savez(tmp_path / "data/raw/fused.oracle.npz", dialogue=np.array(["a"] * 2 + ["b"] * 6),
+             position=np.array([0, 1, 5, 4, 3, 2, 1, 0]), label=label.astype(np.int64),
              split=np.array(["train"] * 2 + ["test"] * 6), joint_context=right, joint_utterance=right,
              late_context=late, late_utterance=late, class_names=np.array(["x", "y"]))
-    scores = load_oracles(tmp_path, params_data)["fused"]
+
+    def store(ids, labels, names=("x", "y")):  # what the check reads of a store: its test split
+        return SimpleNamespace(class_names=list(names), labels=np.asarray(labels), offsets=np.array([0, len(labels)]),
+                               dialogue_ids=ids, dialogues=lambda split: np.array([0]))
+
+    b_in_order = label[2:][::-1]  # rows sorted by position
+    monkeypatch.setattr("maln.data.store.load_store", lambda *a, **k: store(["b"], b_in_order))
+    scores = load_oracles(params)["fused"]
     assert scores["test_labels"] == [3, 3]
     assert scores["joint_context"]["accuracy"] == 1.0 and scores["late_context"]["accuracy"] == pytest.approx(4 / 6)
+    # an oracle of another split, another draw or another class list than the store's is refused
+    for wrong_store, problem in ((store(["c"], b_in_order), "test dialogues are not its store's test split"),
+                                 (store(["b"], label[2:]), "emotions differ from the store's in 1 test dialogue"),
+                                 (store(["b"], b_in_order, ("y", "x")), "classes")):
+        monkeypatch.setattr("maln.data.store.load_store", lambda *a, _s=wrong_store, **k: _s)
+        with pytest.raises(MalnError, match=problem):
+            load_oracles(params)
+    # a pinned oracle must be the pinned file
+    params.data["datasets"]["fused"]["oracle"] = {"path": "data/raw/fused.oracle.npz", "sha1": "0" * 40}
+    with pytest.raises(MalnError, match="not the pinned oracle"):
+        load_oracles(params)
     # an oracle of another draw than the runs' is refused
     from maln.report.references import check_oracles
 

@@ -223,6 +223,27 @@ def test_real_data_without_network_stops_early_with_the_fetch_error(tmp_path):
     assert not (root / "results/runs").exists()  # nothing trained, nothing substituted
 
 
+def test_your_own_dataset_with_its_oracle_is_planned_and_a_missing_oracle_named(tmp_path):
+    import yaml
+
+    from maln.data import synthetic
+
+    root = copy_repo(tmp_path / "yours")
+    params = yaml.safe_load((root / "params.yaml").read_text())
+    made = {**params["datasets"]["synthetic-iemocap-interaction"]["synthetic"], "dialogues": 12}
+    synthetic.write(root / "data/raw/yours.pkl", "synthetic-iemocap", made)  # and data/raw/yours.oracle.npz
+    params["datasets"]["yours"] = {"layout": "conv-emotion-iemocap", "path": "data/raw/yours.pkl",
+                                   "oracle": {"path": "data/raw/yours.oracle.npz"}}
+    params["study"].update(datasets=["yours"], variants=["full"], seeds=[0])
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    out = snakemake(root, "-n", "-p", "aggregate", "--cores", "1")
+    assert "rule prepare" in out.stdout and "data/raw/yours.oracle.npz" in out.stdout
+    (root / "data/raw/yours.oracle.npz").unlink()
+    out = snakemake(root, "-n", "--cores", "1", check=False)
+    assert out.returncode != 0
+    assert "yours: its oracle data/raw/yours.oracle.npz (datasets.yours.oracle.path) does not exist" in out.stdout + out.stderr
+
+
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory):
     root = copy_repo(tmp_path_factory.mktemp("dvcrepo"))

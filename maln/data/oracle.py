@@ -199,7 +199,7 @@ def read_oracle(path) -> dict:
 
     from maln.errors import DataError
 
-    remedy = "write it again: `maln synth DATASET` (or delete it and run the study)"
+    remedy = "write it again (a synthetic kind's: `maln synth DATASET`, or delete it and run the study)"
     try:
         with io.open_regular(path) as f, np.load(f, allow_pickle=False) as z:
             out = {k: z[k] for k in z.files}

@@ -1,5 +1,6 @@
 """What every synthetic generator shares with the real benchmarks: class priors, MELD's party counts
-and speaker slots, and the check that a registry entry sizes every modality of its layout."""
+and speaker slots, the check that a registry entry sizes every modality of its layout, and which
+generator (kind) an entry names."""
 
 from __future__ import annotations
 
@@ -25,3 +26,13 @@ def check_sizes(layout, cfg: dict) -> dict:
         if missing:
             raise ConfigError(f"synthetic.{key}: {layout.name} needs {what} for {', '.join(missing)}")
     return {m: int(cfg["dims"][m]) for m in layout.modalities}
+
+
+def kind(cfg: dict) -> str:
+    """The generator of a `synthetic:` entry: `styled` (maln/data/synthetic.py, also when absent) or
+    one of the kinds with an exact oracle (maln/data/fusion.py)."""
+    return cfg.get("kind", "styled")
+
+
+def has_oracle(cfg: dict) -> bool:
+    return kind(cfg) != "styled"

@@ -25,7 +25,7 @@ import numpy as np
 
 from maln import io
 from maln.data import layouts
-from maln.data.shapes import MELD_PARTIES, MELD_SLOTS, PRIORS, check_sizes
+from maln.data.shapes import MELD_PARTIES, MELD_SLOTS, PRIORS, check_sizes, has_oracle, kind  # noqa: F401 (kind: callers)
 
 STYLE = 1.0  # size of each speaker's feature offset, in noise units
 KEEP_OWN = 0.5  # probability that a speaker repeats their last emotion
@@ -57,16 +57,6 @@ def _dialogue(rng, length, n_parties, n_classes, priors, prototypes, dims):
         for m, d in dims.items()
     }
     return speakers, labels, features
-
-
-def kind(cfg: dict) -> str:
-    """The generator of a `synthetic:` entry: `styled` (today's default, also when absent) or one of
-    the kinds with an exact oracle (maln/data/fusion.py)."""
-    return cfg.get("kind", "styled")
-
-
-def has_oracle(cfg: dict) -> bool:
-    return kind(cfg) != "styled"
 
 
 def generate(layout_name: str, cfg: dict) -> tuple:

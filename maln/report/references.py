@@ -35,36 +35,72 @@ SHARE_KEYS = ("headroom_share_mean", "headroom_share_low", "headroom_share_high"
 
 # -- the oracle files -----------------------------------------------------------------------------
 
-def oracle_files(params_data: dict) -> dict:
-    """dataset -> its oracle file (relative to the project root), for the study's synthetic datasets
-    whose generator writes one (`synthetic.kind` other than styled); the aggregate rule's inputs."""
-    from maln.data.fetch import RAW_DIR
-    from maln.data.oracle import oracle_path
-    from maln.data.synthetic import has_oracle
+def oracle_files(params) -> dict:
+    """dataset -> its oracle file (maln.study.oracle_file, resolved under the project's path rules),
+    for the study's datasets that have one: the aggregate rule's inputs."""
+    from maln.study import oracle_file
 
     out = {}
-    for d in params_data["study"]["datasets"]:
-        cfg = params_data["datasets"][d].get("synthetic")
-        if cfg and has_oracle(cfg):
-            out[d] = oracle_path(RAW_DIR / f"{d}.pkl")
+    for d in params.data["study"]["datasets"]:
+        path = oracle_file(params.data, d)
+        if path is not None:
+            out[d] = params.resolve(path, f"datasets.{d}.oracle.path")
     return out
 
 
-def load_oracles(root: Path, params_data: dict) -> dict:
+def load_oracles(params) -> dict:
     """dataset -> {rule: {"weighted_f1", "accuracy"}, "test_labels": [count per class]} on the test
-    split; a MalnError names the oracle files that are missing."""
+    split. Each oracle is checked against the dataset's store: the same classes and, utterance by
+    utterance, the same test dialogues and emotions (an oracle of another draw or another split would
+    score other utterances). A MalnError names the oracle files that are missing or do not fit."""
+    from maln import io
     from maln.data.oracle import oracle_scores, read_oracle
+    from maln.data.store import load_store
 
-    files = oracle_files(params_data)
-    missing = [f"{p} (`maln synth {d}` writes it)" for d, p in files.items() if not (root / p).is_file()]
+    files = oracle_files(params)
+    missing = [f"{io.shown(p)} ({'`maln synth ' + d + '` writes it' if 'synthetic' in params.dataset(d) else 'datasets.' + d + '.oracle.path'})"
+               for d, p in files.items() if not p.is_file()]
     if missing:
         raise MalnError("missing oracle file(s):\n  " + "\n  ".join(missing))
     out = {}
     for d, p in files.items():
-        z = read_oracle(root / p)
+        pin = params.dataset(d).get("oracle", {}).get("sha1")
+        if pin and (got := io.file_hashes(p)["sha1"]) != pin:
+            raise MalnError(f"{d}: {io.shown(p)} is not the pinned oracle: git blob SHA-1 {got}, expected {pin} "
+                            f"(datasets.{d}.oracle.sha1)")
+        z = read_oracle(p)
+        check_oracle_split(d, z, load_store(params.root / "data" / "features" / d, verify=False))
         counts = np.bincount(z["label"][z["split"] == "test"], minlength=len(z["class_names"]))
-        out[d] = {**oracle_scores(root / p, split="test"), "test_labels": counts.tolist()}
+        out[d] = {**oracle_scores(p, split="test"), "test_labels": counts.tolist()}
     return out
+
+
+def check_oracle_split(dataset: str, oracle: dict, store) -> None:
+    """The oracle's test rows must be the store's test utterances: the same class names, the same
+    test dialogues, and in each the same emotions in order (rows sorted by `position`)."""
+    names = [str(c) for c in oracle["class_names"]]
+    if names != list(store.class_names):
+        raise MalnError(f"{dataset}: its oracle's classes {names} are not its store's {list(store.class_names)}")
+    if "dialogue" not in oracle or "position" not in oracle:
+        raise MalnError(f"{dataset}: its oracle has no `dialogue` / `position` arrays, so its utterances cannot be "
+                        "matched to the store's (maln/data/oracle.py gives the format)")
+    labels, offsets = np.asarray(store.labels), np.asarray(store.offsets)
+    want = {store.dialogue_ids[i]: labels[offsets[i]:offsets[i + 1]] for i in store.dialogues("test")}
+    test = oracle["split"] == "test"
+    dialogue, position, label = oracle["dialogue"][test].astype(str), oracle["position"][test], oracle["label"][test]
+    got = {}
+    for vid in np.unique(dialogue):
+        rows = np.flatnonzero(dialogue == vid)
+        got[str(vid)] = label[rows[np.argsort(position[rows], kind="stable")]]
+    if set(got) != set(want):
+        extra, absent = sorted(set(got) - set(want)), sorted(set(want) - set(got))
+        raise MalnError(f"{dataset}: its oracle's test dialogues are not its store's test split ("
+                        f"{len(extra)} only in the oracle, e.g. {extra[:3]}; {len(absent)} only in the store, "
+                        f"e.g. {absent[:3]})")
+    differ = [vid for vid in want if not np.array_equal(got[vid], want[vid])]
+    if differ:
+        raise MalnError(f"{dataset}: its oracle's emotions differ from the store's in {len(differ)} test "
+                        f"dialogue(s), e.g. {differ[:3]}; an oracle of another draw or file")
 
 
 def check_oracles(study: Study) -> None:

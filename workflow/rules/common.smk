@@ -16,7 +16,7 @@ from maln.data.fetch import raw_files, verify
 from maln.data.synthetic import has_oracle
 from maln.errors import MalnError
 from maln.config import Params
-from maln.study import SWEEP_VARIANT, baseline_path, runs, seed_chunks, sweep_path, sweep_runs
+from maln.study import SWEEP_VARIANT, baseline_path, oracle_file as registry_oracle, runs, seed_chunks, sweep_path, sweep_runs
 from maln.train import RUN_FILES
 
 _SHIPPED = read_params_file("params.yaml")
@@ -123,8 +123,8 @@ for _dataset in STUDY["datasets"]:
             DOWNLOADS.setdefault(_f.path.name, _dataset)
 
 # Synthetic datasets whose kind has an exact Bayes oracle (maln/data/fusion.py): `maln synth` writes
-# data/raw/NAME.oracle.npz beside data/raw/NAME.pkl (maln.data.oracle.oracle_path), so their rule
-# declares both; the others (the `styled` default) write the raw file only.
+# data/raw/NAME.oracle.npz beside data/raw/NAME.pkl, so their rule declares both; the others (the
+# `styled` default) write the raw file only.
 ORACLE_DATASETS = [d for d in SYNTHETIC if has_oracle(config["datasets"][d]["synthetic"])]
 
 
@@ -133,7 +133,22 @@ def oracle_file(dataset):
 
 
 def study_oracles():
-    return [oracle_file(d) for d in ORACLE_DATASETS]
+    """Every study dataset's oracle file (maln.study.oracle_file): the synthetic kinds' and your own
+    (`oracle: {path}`), which must exist, as a `path:` raw file must."""
+    out = []
+    for d in STUDY["datasets"]:
+        path = registry_oracle(config, d)
+        if path is None:
+            continue
+        try:
+            resolved = PARAMS.resolve(path, f"datasets.{d}.oracle.path")
+        except MalnError as e:
+            raise WorkflowError(str(e)) from None
+        if d not in ORACLE_DATASETS and not resolved.is_file():
+            raise WorkflowError(f"{d}: its oracle {path} (datasets.{d}.oracle.path) does not exist; place it there "
+                                "or remove the key")
+        out.append(path)
+    return out
 
 
 NEVER = "(?!x)x"  # a wildcard constraint that matches nothing
