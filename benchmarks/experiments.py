@@ -1,11 +1,12 @@
 """Controlled experiments: named configurations (a variant plus `--set` overrides) trained over
-several seeds on one dataset, side by side, printed as one table (and written as Markdown).
+several seeds on each of the experiment's datasets, side by side, printed as one table per dataset
+(and written as Markdown, benchmarks/results/experiments-<file stem>-<dataset>.md).
 
-    python benchmarks/experiments.py benchmarks/experiments/root-cause.yaml
-    python benchmarks/experiments.py FILE --only baseline standardise --jobs 2
+    python benchmarks/experiments.py benchmarks/experiments/rootcause.yaml
+    python benchmarks/experiments.py FILE --only baseline standardise --datasets synthetic-meld --jobs 2
 
 FILE (YAML):
-    dataset: synthetic-iemocap          # a registry entry of params.yaml (prepared if missing)
+    datasets: [synthetic-iemocap, synthetic-meld]   # registry entries of params.yaml (prepared if missing)
     seeds: [0, 1, 2]
     sets: [train.epochs=20]             # optional, applied to every configuration first
     configs:
@@ -13,8 +14,9 @@ FILE (YAML):
       text_only: {variant: text_only}
       no aux: {variant: full, set: [train.loss_weights.unimodal=0]}
       constant audio+visual: {variant: full, zero: [audio, visual]}   # those inputs replaced by zeros
+      visual_only: {variant: visual_only, datasets: [synthetic-iemocap]}  # on these datasets only
 
-Runs land in results/experiments/<file stem>/<config>/seed<k>/ (ignored by git) and are reused
+Runs land in results/experiments/<file stem>/<dataset>/<config>/seed<k>/ (ignored by git) and are reused
 when their configuration has not changed, so adding a configuration trains only that one (the
 code is not part of that key: remove the folder after changing the model). Each
 run is the real training loop (validation selection, test once), one CPU thread per job.
@@ -104,15 +106,25 @@ def main() -> int:
     ap.add_argument("file", type=Path)
     ap.add_argument("--only", nargs="+", help="run these configurations only")
     ap.add_argument("--jobs", type=int, default=2, help="training processes at once (one CPU thread each)")
-    ap.add_argument("--out", type=Path, help="Markdown table (default benchmarks/results/experiments-<stem>.md)")
+    ap.add_argument("--out", type=Path, help="Markdown table (default benchmarks/results/experiments-<stem>-<dataset>.md)")
+    ap.add_argument("--datasets", nargs="+", help="run on these of the file's datasets only")
     args = ap.parse_args()
     spec = yaml.safe_load(args.file.read_text())
+    datasets = [d for d in spec["datasets"] if not args.datasets or d in args.datasets]
+    for dataset in datasets:
+        configs = {k: v for k, v in spec["configs"].items()
+                   if (not args.only or k in args.only) and dataset in v.get("datasets", spec["datasets"])}
+        run_experiment(args, spec, dataset, configs)
+    return 0
+
+
+def run_experiment(args, spec: dict, dataset: str, configs: dict) -> None:
+    """The file's configurations on one dataset: train what is missing, print and write the table."""
     from maln.config import load_params
 
-    dataset, seeds, common = spec["dataset"], spec["seeds"], list(spec.get("sets", []))
-    configs = {k: v for k, v in spec["configs"].items() if not args.only or k in args.only}
+    seeds, common = spec["seeds"], list(spec.get("sets", []))
     _ensure_store(load_params(REPO / "params.yaml", common), dataset)
-    base = REPO / "results" / "experiments" / args.file.stem
+    base = REPO / "results" / "experiments" / args.file.stem / dataset
     jobs = {(name, seed): (dataset, c.get("variant", "full"), common + list(c.get("set", [])), seed,
                            str(base / _slug(name) / f"seed{seed}"), tuple(c.get("zero", ())))
             for name, c in configs.items() for seed in seeds}
@@ -137,15 +149,13 @@ def main() -> int:
                      f"{_fmt([r['probe_common'] for r in rs])} | {_fmt([r['probe_specific'] for r in rs])} | "
                      f"{_fmt([r['probe_emotion'] for r in rs])} | {rs[0]['parameters']:,} |")
     lines += ["", f"{len(jobs)} runs in {time.time() - t0:.0f} s; command: "
-              f"`python benchmarks/experiments.py {args.file}`"]
+              f"`python benchmarks/experiments.py {args.file} --datasets {dataset}`"]
     text = "\n".join(lines) + "\n"
     print(text)
-    out = args.out or REPO / "benchmarks" / "results" / f"experiments-{args.file.stem}.md"
+    out = args.out or REPO / "benchmarks" / "results" / f"experiments-{args.file.stem}-{dataset}.md"
     if not args.only:
         out.write_text(text)
         (base / "summary.json").write_text(json.dumps(summary, indent=1))
-    return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())

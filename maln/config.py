@@ -112,7 +112,10 @@ def check_references(params: dict, source: str = DEFAULT_PARAMS) -> None:
     from maln.model.config import ModelConfig
 
     for name, entry in params["datasets"].items():
-        model = deep_merge(params["model"], entry.get("overrides", {}).get("model", {}))
+        if "budget" in entry and entry["budget"] not in (params.get("budgets") or {}):
+            raise ConfigError(f"{source}: datasets.{name}.budget: unknown budget {entry['budget']!r}; budgets: has "
+                              f"{', '.join(map(repr, params.get('budgets') or {})) or 'none'}")
+        model = deep_merge(params["model"], dataset_overrides(params, name).get("model", {}))
         try:
             ModelConfig.from_dict(model)
         except ConfigError as e:
@@ -120,7 +123,15 @@ def check_references(params: dict, source: str = DEFAULT_PARAMS) -> None:
     check_sweep(params, source)
 
 
-SWEEPABLE = ("model", "train", "datasets")  # what one training job's --set may change
+def dataset_overrides(params: dict, dataset: str) -> dict:
+    """The model: and train: values a dataset changes: its budget's (budgets.NAME), then its own
+    `overrides:` on top."""
+    entry = params["datasets"][dataset]
+    budget = (params.get("budgets") or {}).get(entry["budget"], {}) if "budget" in entry else {}
+    return deep_merge(budget, entry.get("overrides", {}))
+
+
+SWEEPABLE = ("model", "train", "datasets", "budgets")  # what one training job's --set may change
 
 
 def check_sweep(params: dict, source: str = DEFAULT_PARAMS) -> None:
@@ -174,9 +185,11 @@ class Params:
             ) from None
 
     def run_config(self, dataset: str) -> tuple[dict, dict]:
-        """(model, train) sections for `dataset`: global values, then the dataset's overrides, then
-        the command line's --set (so `--set train.epochs=3` means 3 epochs, whatever the dataset)."""
-        overrides = self.dataset(dataset).get("overrides", {})
+        """(model, train) sections for `dataset`: global values, then the dataset's budget and its own
+        overrides, then the command line's --set (so `--set train.epochs=3` means 3 epochs, whatever
+        the dataset)."""
+        self.dataset(dataset)  # an unknown name is refused by name
+        overrides = dataset_overrides(self.data, dataset)
         merged = {
             "model": deep_merge(self.data["model"], overrides.get("model", {})),
             "train": deep_merge(self.data["train"], overrides.get("train", {})),

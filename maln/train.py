@@ -201,7 +201,7 @@ class Run:
             torch.manual_seed(_epoch_seed(seed, epoch))
             rng = np.random.default_rng([seed, epoch])
             batches = self.data.training_batches(self.splits["train"], cfg.batch_dialogues, rng)
-            losses = self._train_epoch(step, model, batches, optimizer, weights, class_weights, (epoch - 1) / cfg.epochs)
+            losses = self._train_epoch(step, model, batches, optimizer, weights, class_weights)
             if not np.isfinite(losses["loss"]):
                 raise MalnError(f"training diverged: loss {losses['loss']} at epoch {epoch} "
                                 "(try a lower train.lr or train.grad_clip)")
@@ -258,17 +258,15 @@ class Run:
         return metrics_of(predict(step, self.data, self.splits["test"], cfg.batch_dialogues, cfg.bf16),
                           self.store.class_names)["weighted_f1"]
 
-    def _train_epoch(self, step, model, batches, optimizer, weights, class_weights, start: float = 0.0) -> dict:
-        """One pass over `batches`; `start` is the share of training done before it (the progress
-        that a scheduled adversary ramps on advances by 1 / epochs over the epoch)."""
+    def _train_epoch(self, step, model, batches, optimizer, weights, class_weights) -> dict:
+        """One pass over `batches`; the loss terms' means over its utterances."""
         model.train()
         sums, total = {}, 0
-        for i, idx in enumerate(batches):
+        for idx in batches:
             b = self.data.batch(idx)
             with autocast(self.device, self.train_cfg.bf16):
                 out = step(b.features, b.speakers, b.mask, b.lengths)
-            progress = start + i / (len(batches) * self.train_cfg.epochs)
-            terms = model.loss(out, b.labels, b.mask, weights, class_weights, progress)
+            terms = model.loss(out, b.labels, b.mask, weights, class_weights)
             optimizer.zero_grad(set_to_none=True)
             terms["loss"].backward()
             if self.train_cfg.grad_clip:

@@ -58,8 +58,12 @@ def test_dataset_overrides_replace_only_what_they_name(tmp_path):
     params = load_params(REPO / "params.yaml")
     model, train = params.run_config("synthetic-iemocap")
     shipped = yaml.safe_load((REPO / "params.yaml").read_text())
-    assert model["width"] == shipped["datasets"]["synthetic-iemocap"]["overrides"]["model"]["width"]
+    assert model["width"] == shipped["budgets"]["synthetic"]["model"]["width"]  # its budget
     assert train["weight_decay"] == shipped["train"]["weight_decay"]
+    assert train["batch_dialogues"] == shipped["budgets"]["synthetic"]["train"]["batch_dialogues"] == 8
+    # the entry's own overrides win over its budget: synthetic-meld's batch of 32
+    assert params.run_config("synthetic-meld")[1]["batch_dialogues"] == 32
+    assert params.run_config("synthetic-meld")[1]["epochs"] == shipped["budgets"]["synthetic"]["train"]["epochs"]
     model, _ = params.run_config("iemocap")
     assert model == shipped["model"]
 

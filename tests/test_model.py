@@ -1,6 +1,5 @@
 """The model's promises, each checked so that it fails when the behaviour breaks."""
 
-import math
 
 import numpy as np
 import pytest
@@ -10,8 +9,7 @@ from builders import dialogues, raw_tuple, write_pickle
 from maln.data import readers
 from maln.data.batching import DeviceData
 from maln.data.store import load_store, write_store
-from maln.model.amdm import (AMDM, LinearEraser, _standardize, masked_cross_entropy, moment_gap, orthogonality_loss, ramp,
-                             reverse_gradient)
+from maln.model.amdm import AMDM, LinearEraser, masked_cross_entropy, orthogonality_loss, reverse_gradient
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.sclm import masked_mean
@@ -111,11 +109,6 @@ def test_gradient_reversal_negates_the_gradient():
     torch.testing.assert_close(x.grad, -2.5 * torch.arange(3.0).expand(5, 3))
 
 
-def test_scheduled_reversal_ramps_from_zero_to_one():
-    assert ramp(0.0) == 0.0 and 0.98 < ramp(0.5) < ramp(1.0) < 1.0
-    assert all(ramp(a) < ramp(b) for a, b in [(0.0, 0.05), (0.05, 0.2), (0.2, 0.4)])
-
-
 def _amdm(adversary, modalities=("text", "audio", "visual")):
     torch.manual_seed(0)
     amdm = AMDM({m: 4 for m in modalities}, 6, 0.0, 0.0, adversary, 8, 1.0).eval()
@@ -138,33 +131,18 @@ def test_reversal_is_the_authors_one_term_summed_over_modalities():
     torch.testing.assert_close(comm["text"].grad, -x.grad)
 
 
-@pytest.mark.parametrize("adversary", ["scheduled", "confusion", "linear", "moments"])
-def test_discriminator_and_encoders_learn_from_separate_terms(adversary):
-    amdm, spec, comm, mask = _amdm(adversary)
-    encoders, own = amdm.adversarial_loss(spec, comm, mask, progress=0.5)
-    own.backward(retain_graph=True)
+def test_under_erasure_the_discriminator_learns_alone_and_never_moves_the_encoders():
+    amdm, spec, comm, mask = _amdm("erasure")
+    encoders, own = amdm.adversarial_loss(spec, comm, mask)
+    assert encoders.item() == 0.0
+    own.backward()
     assert all(p.grad.abs().sum() > 0 for p in amdm.discriminator.parameters())
-    assert spec["text"].grad is None and comm["text"].grad is None  # its own term never moves the encoders
-    amdm.zero_grad()
-    encoders.backward()
-    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in amdm.discriminator.parameters())
-    assert comm["text"].grad.abs().sum() > 0 and spec["text"].grad is None
+    assert spec["text"].grad is None and comm["text"].grad is None
 
 
-def test_moment_gap_is_near_zero_for_one_distribution_and_grows_with_a_shift_or_a_scale():
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(3, 8, 60, 16, generator=gen)
-    mask = torch.ones(3, 8, 60, dtype=torch.bool)
-    mask[:, :, 50:] = False  # padding, filled with a huge value below, must not count
-    same = moment_gap(_standardize(x, mask), mask)
-    shifted, scaled = x.clone(), x.clone()
-    shifted[1] += 1.0
-    scaled[2] *= 2.0
-    for y in (x, shifted, scaled):
-        y[:, :, 50:] = 1e3
-    assert moment_gap(_standardize(x, mask), mask) == same < 0.05
-    assert moment_gap(_standardize(shifted, mask), mask) > 10 * same
-    assert moment_gap(_standardize(scaled, mask), mask) > 10 * same
+def test_the_games_that_left_the_code_are_refused_by_name():
+    with pytest.raises(ValueError, match="unknown adversary 'moments'; known: reversal, erasure"):
+        _amdm("moments")
 
 
 def _modalities_apart(noise_seed, n=400, width=12):
@@ -215,14 +193,6 @@ def test_eraser_in_training_uses_running_statistics_of_the_batches():
     grad_in = x.clone().requires_grad_()
     eraser(grad_in, mask).sum().backward()  # gradients pass through the (fixed) affine map
     assert grad_in.grad is not None and grad_in.grad[:, :, :-50].abs().sum() > 0
-
-
-def test_confusion_is_smallest_where_the_discriminator_cannot_tell_modalities_apart():
-    amdm, spec, comm, mask = _amdm("confusion", ("text", "audio"))
-    torch.nn.init.zeros_(amdm.discriminator.net[-1].weight)  # a discriminator that outputs 50/50
-    torch.nn.init.zeros_(amdm.discriminator.net[-1].bias)
-    encoders, _ = amdm.adversarial_loss(spec, comm, mask)
-    torch.testing.assert_close(encoders, torch.tensor(2 * math.log(2)))
 
 
 def test_cross_modal_block_starts_closed_and_opens_with_training():

@@ -189,7 +189,7 @@ def _yaml(value) -> str:
 def test_the_generated_keys_cover_the_parameters():
     keys = {k for k, _ in NUMERIC}
     assert {"train.lr", "study.seeds", "report.seed", "model.dropout", "baselines.logreg_C",
-            "datasets.synthetic-meld.synthetic.seed", "datasets.synthetic-meld.overrides.train.lr"} <= keys
+            "datasets.synthetic-meld.synthetic.seed", "budgets.synthetic.train.lr"} <= keys
     assert len(keys) > 60
 
 

@@ -46,10 +46,11 @@ def make_tiny(root: Path, variants=("full", "text_only", "visual_only"), seeds=(
     datasets (of TINY). Learning rates are left to train.lr, so a change of train.lr reaches the runs."""
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
+    params["budgets"]["synthetic"]["train"] = {"epochs": epochs, "batch_dialogues": 8}
     for name, synth in TINY.items():
         entry = params["datasets"][name]
         entry["synthetic"].update(synth)
-        entry["overrides"]["train"] = {"epochs": epochs, "batch_dialogues": 8}
+        entry.pop("overrides", None)
     params["study"].update(datasets=list(datasets), variants=list(variants), seeds=list(seeds),
                            **{"seeds_per_job": 1, **study})
     path.write_text(yaml.safe_dump(params, sort_keys=False))

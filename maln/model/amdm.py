@@ -10,37 +10,25 @@ away. How they play is `model.adversary`:
   CE(D(GRL(common_m)))]. The discriminator learns only at lambda_adv's rate (0.01: it stays weak),
   and the encoders are rewarded for making it *wrong*, which a consistent relabelling of the
   modalities achieves as well as invariance does.
-- `scheduled` (domain-adversarial training): the discriminator learns at full strength from
-  detached features; the encoders maximise its cross-entropy on the common features with weight
-  lambda_adv * ramp(progress), the ramp going from 0 at the start of training to 1, so the
-  discriminator is competent before the encoders are pushed against it.
-- `confusion`: the same discriminator; the encoders minimise the cross-entropy between its output
-  on the common features and the uniform distribution (weight lambda_adv). Their optimum is
-  features it cannot tell apart at all, not features it gets wrong.
-
-- `linear`: the encoders minimise the share of the modality that the best linear read-out of
-  the common features explains on the batch (a ridge regression refit in closed form).
-- `moments`: the encoders minimise the distance of each modality's mean and covariance of the
-  common features from the pooled ones on the batch (moment matching, not a game).
 - `erasure`: no game: a closed-form linear eraser (LEACE) on the common features, fitted on the
   training batches as batch normalisation's statistics are, leaves every modality the same mean
   common feature, so no linear read-out tells them apart (`LinearEraser`).
 
-In `scheduled` and `confusion` the encoders face a frozen copy of the discriminator, so their term never trains
-it, and its own term never moves them. An orthogonality loss keeps specific features of different
-modalities, and each modality's common and specific features, apart.
+Under `erasure` the discriminator still learns, from detached features (so it never moves the
+encoders), as a running gauge of what it can read. Four other games this project tried (a scheduled
+reversal, a confusion loss, a closed-form linear read-out, moment matching) left the code after
+issue 13 chose erasure; their measurements are in benchmarks/results/ (README there). An
+orthogonality loss keeps specific features of different modalities, and each modality's common and
+specific features, apart.
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.func import functional_call
 
-ADVERSARIES = ("reversal", "scheduled", "confusion", "linear", "moments", "erasure")
+ADVERSARIES = ("reversal", "erasure")
 
 
 class _Reverse(torch.autograd.Function):
@@ -57,11 +45,6 @@ class _Reverse(torch.autograd.Function):
 def reverse_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
     """Identity forward; multiplies the gradient by -scale backward."""
     return _Reverse.apply(x, scale)
-
-
-def ramp(progress: float) -> float:
-    """Domain-adversarial training's schedule: 0 at the start of training, near 1 by its middle."""
-    return 2.0 / (1.0 + math.exp(-10.0 * progress)) - 1.0
 
 
 class ModalityDiscriminator(nn.Module):
@@ -98,43 +81,6 @@ def masked_cross_entropy(logits: torch.Tensor, target: torch.Tensor, mask: torch
     loss = F.cross_entropy(flat, target, reduction="none")
     m = mask.reshape(-1).to(loss.dtype)
     return (loss * m).sum() / m.sum().clamp(min=1.0)
-
-
-def linear_separability(x: torch.Tensor, mask: torch.Tensor, ridge: float = 0.1) -> torch.Tensor:
-    """The share of the modality's variance that the best linear read-out of x explains, refit in
-    closed form on this batch: x [M, B, T, W] (standardised), a ridge regression of the centred
-    one-hot modality on x (penalty ridge * n); 0 when no linear function of x tells the
-    modalities apart, 1 when one does perfectly. Differentiable through the solve, so the encoders
-    minimise it against a discriminator that is always at its optimum."""
-    n_mod = x.shape[0]
-    rows = mask.reshape(-1)
-    z = x.reshape(-1, x.shape[-1])[rows].float()
-    y = torch.eye(n_mod, device=x.device)[torch.arange(n_mod, device=x.device).view(-1, 1, 1).expand(x.shape[:3]).reshape(-1)[rows]]
-    y = y - y.mean(0)
-    n = z.shape[0]
-    gram = z.T @ z + ridge * n * torch.eye(z.shape[1], device=x.device)
-    fitted = z @ torch.linalg.solve(gram, z.T @ y)
-    return (fitted * y).sum() / (y * y).sum().clamp(min=1e-8)
-
-
-def moment_gap(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """How far each modality's first two moments are from the pooled ones, on this batch: x
-    [M, B, T, W] (standardised over all modalities, so the pooled mean is 0 and variance 1), summed
-    over modalities of the mean squared gap of its means, of its variances and of its covariances
-    (each term averaged over its own entries, so the W variances weigh as much as the W^2
-    covariances). 0 when every linear read-out of x has the same mean and variance in every
-    modality, which leaves a linear probe nothing but higher moments to tell them apart by (as
-    CORAL aligns domains, Sun and Saenko 2016)."""
-    width = x.shape[-1]
-    m = mask[..., None].to(x.dtype)                          # [M, B, T, 1]
-    count = m.sum((1, 2)).clamp(min=1.0)                     # [M, 1]
-    mean = (x * m).sum((1, 2)) / count                       # [M, W]
-    flat = (x * m).reshape(x.shape[0], -1, width)            # padding rows are zero
-    second = flat.transpose(1, 2) @ flat / count[:, :, None]  # [M, W, W], about the pooled mean 0
-    pooled = (second * count[:, :, None]).sum(0) / count.sum()
-    gap = second - pooled
-    diagonal = torch.diagonal(gap, dim1=1, dim2=2)
-    return ((mean ** 2).mean(1) + (diagonal ** 2).mean(1) + (gap ** 2).mean((1, 2))).sum()
 
 
 class LinearEraser(nn.Module):
@@ -253,8 +199,7 @@ class AMDM(nn.Module):
             common = dict(zip(self.modalities, erased.unbind(0)))
         return specific, common
 
-    def adversarial_loss(self, specific: dict, common: dict, mask: torch.Tensor, progress: float = 1.0
-                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    def adversarial_loss(self, specific: dict, common: dict, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(encoders' term, discriminator's own term): the loss adds lambda_adv times the first and
         the second as it is. Every term is summed over modalities, as in the authors' code (a mean
         would divide lambda_adv by M)."""
@@ -264,30 +209,16 @@ class AMDM(nn.Module):
         target = torch.arange(n, device=s.device).view(-1, 1, 1).expand(s.shape[:3])
         masks = mask.expand(s.shape[:3])
 
-        def ce(x, y=target, params=None):  # summed over modalities: M x the mean over all of them
-            logits = self.discriminator(x) if params is None else functional_call(self.discriminator, params, (x,))
-            return n * masked_cross_entropy(logits, y, masks)
+        def ce(x):  # summed over modalities: M x the mean over all of them
+            return n * masked_cross_entropy(self.discriminator(x), target, masks)
 
         if self.adversary == "reversal":
             return ce(s) + ce(reverse_gradient(c, self.grl_scale)), c.new_zeros(())
-        # The discriminator sees each kind of feature standardised over the batch's real utterances
-        # (all modalities pooled), as a fresh linear probe does: unscaled, the common features of
-        # different modalities differ along directions of small variance that it never picked up
-        # (0.4 accuracy for it, 1.0 for the probe); through the statistics the encoders cannot hide
-        # a difference by shrinking it.
-        s, c = _standardize(s, masks), _standardize(c, masks)
-        own = ce(s.detach()) + ce(c.detach())
-        frozen = {k: v.detach() for k, v in self.discriminator.named_parameters()}
-        if self.adversary == "scheduled":
-            return -ramp(progress) * self.grl_scale * ce(c, params=frozen), own
-        if self.adversary == "linear":
-            return n * linear_separability(c, masks), own
-        if self.adversary == "moments":
-            return moment_gap(c, masks), own
-        if self.adversary == "erasure":  # the eraser has done the encoders' part already
-            return c.new_zeros(()), own
-        uniform = torch.full((*s.shape[:3], n), 1.0 / n, device=s.device)
-        return ce(c, uniform, frozen), own
+        # erasure: the eraser has done the encoders' part already. The discriminator sees each kind
+        # of feature standardised over the batch's real utterances (all modalities pooled), as a
+        # fresh linear probe does: unscaled, the common features of different modalities differ
+        # along directions of small variance that it never picked up.
+        return c.new_zeros(()), ce(_standardize(s, masks).detach()) + ce(_standardize(c, masks).detach())
 
     def orthogonality(self, specific: dict, common: dict, mask: torch.Tensor) -> torch.Tensor:
         mods = self.modalities

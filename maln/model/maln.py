@@ -174,11 +174,10 @@ class MALN(nn.Module):
         return groups + [[p for p in self.parameters() if id(p) not in taken]]
 
     def loss(self, out: MALNOutput, labels: torch.Tensor, mask: torch.Tensor, weights: LossWeights,
-             class_weights: torch.Tensor | None = None, progress: float = 1.0) -> dict:
+             class_weights: torch.Tensor | None = None) -> dict:
         """L = CE + w_uni * sum_m CE(aux_m) + w_adv * adversarial + discriminator + w_orth * L_orth, every
         term averaged over the real utterances (labels are -100 on padding); `discriminator` is the
-        discriminator's own loss where it learns apart from the encoders (amdm.py). `progress` (0 at
-        the start of training, 1 at its end) drives the `scheduled` adversary's ramp."""
+        discriminator's own loss where it learns apart from the encoders (amdm.py)."""
 
         def ce(logits):
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
@@ -188,7 +187,7 @@ class MALN(nn.Module):
         zero = terms["ce"].new_zeros(())
         terms["unimodal"] = sum((ce(a) for a in out.aux_logits.values()), zero)
         terms["adversarial"], terms["discriminator"] = (
-            self.amdm.adversarial_loss(out.specific, out.common, mask, progress)
+            self.amdm.adversarial_loss(out.specific, out.common, mask)
             if self.multimodal and self.amdm.discriminator is not None else (zero, zero))
         terms["orthogonality"] = self.amdm.orthogonality(out.specific, out.common, mask) if self.multimodal else zero
         # branchwise, the modalities' classifiers are their branches' only loss: weight 1, as in a

@@ -24,7 +24,7 @@ for _chunk in seed_chunks(config):
             **_RESOURCES,
         params:
             maln=MALN,
-            sets=sets("datasets.{dataset}", "model", "train"),
+            sets=sets("datasets.{dataset}", "budgets", "model", "train"),
             seeds=" ".join(map(str, _chunk)),
             config=train_config(_chunk),
         shell:
@@ -54,7 +54,7 @@ rule train_sweep:
     params:
         maln=MALN,
         variant=SWEEP_VARIANT,
-        sets=sets("datasets.{dataset}", "model", "train"),
+        sets=sets("datasets.{dataset}", "budgets", "model", "train"),
         config=sweep_config,
     shell:
         "{params.maln} train --dataset {wildcards.dataset} --variant {params.variant} --seed {wildcards.seed} "
