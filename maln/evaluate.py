@@ -28,6 +28,7 @@ class Predictions:
     probs: np.ndarray  # [N, C]
     specific: np.ndarray | None = None  # [N, M, W]
     common: np.ndarray | None = None
+    heads: dict | None = None  # multimodal, with keep_features: head name -> its own probabilities [N, C]
 
     @property
     def pred(self) -> np.ndarray:
@@ -62,12 +63,15 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
         if keep_features and out.specific:
             part["specific"] = torch.stack([out.specific[m] for m in model.modalities], 2).float().cpu()[mask]
             part["common"] = torch.stack([out.common[m] for m in model.modalities], 2).float().cpu()[mask]
+            for name, logits in (("fusion", out.fused_logits), *out.aux_logits.items()):
+                part[f"head:{name}"] = torch.softmax(logits.float(), -1).cpu()[mask]
         parts.append(part)
     cat = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
     order = np.lexsort((cat["position"], cat["dialogue"]))
     cat = {k: v[order] for k, v in cat.items()}
+    heads = {k.split(":", 1)[1]: v for k, v in cat.items() if k.startswith("head:")} or None
     return Predictions(cat["dialogue"], cat["position"], cat["speaker"], cat["gold"], cat["probs"],
-                       cat.get("specific"), cat.get("common"))
+                       cat.get("specific"), cat.get("common"), heads)
 
 
 @torch.no_grad()
@@ -91,6 +95,26 @@ def fit_combination(model, data: DeviceData, dialogues: np.ndarray, batch_size: 
 
 def metrics_of(p: Predictions, class_names) -> dict:
     return classification_metrics(p.gold, p.pred, class_names)
+
+
+def nll(probs: np.ndarray, gold: np.ndarray) -> float:
+    """Mean negative log-likelihood of the gold emotions (nats), probabilities floored at 1e-12."""
+    return float(-np.mean(np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-12))))
+
+
+def head_scores(valid: Predictions, test: Predictions, class_names) -> dict:
+    """Each head's own scores (the fusion classifier and every modality's), and the prediction's:
+    {name: {split: {"weighted_f1", "nll"}}}; what the combination weights are chosen from, so a
+    fusion head given no weight can be told from one that is merely worse than the branches."""
+    out = {}
+    for name in ("prediction", *(valid.heads or {})):
+        out[name] = {}
+        for split, p in (("valid", valid), ("test", test)):
+            probs = p.probs if name == "prediction" else p.heads[name]
+            out[name][split] = {
+                "weighted_f1": round(classification_metrics(p.gold, probs.argmax(1), class_names)["weighted_f1"], 6),
+                "nll": round(nll(probs, p.gold), 6)}
+    return out
 
 
 def load_checkpoint(path: str | Path) -> dict:

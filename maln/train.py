@@ -33,7 +33,7 @@ from maln.data.prepare import store_dir
 from maln.data.store import Store, load_store
 from maln.devices import Placement, place
 from maln.errors import ConfigError, MalnError
-from maln.evaluate import Predictions, autocast, fit_combination, metrics_of, predict
+from maln.evaluate import Predictions, autocast, fit_combination, head_scores, metrics_of, predict
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
@@ -281,7 +281,7 @@ class Run:
 
     def _finish(self, model, seed, out_dir, config, config_hash, state, n_params, wall) -> dict:
         cfg, names = self.train_cfg, self.store.class_names
-        valid = predict(model, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16)
+        valid = predict(model, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16, keep_features=True)
         test = predict(model, self.data, self.splits["test"], cfg.batch_dialogues, cfg.bf16, keep_features=True)
         probes = None
         if test.common is not None:  # multimodal: how modality-invariant the common features are, out of sample
@@ -304,6 +304,7 @@ class Run:
             "modalities": list(model.modalities), "class_names": list(names),
             "valid": metrics_of(valid, names), "test": metrics_of(test, names),
             **({"invariance": probes} if probes else {}),
+            "heads": head_scores(valid, test, names),
             **({"combination": state["combination"]} if state["combination"] else {}),
             "best_epoch": state["best_epoch"], "epochs_run": state["epoch"],
             "stopped_early": state["epoch"] < cfg.epochs,

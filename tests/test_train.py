@@ -34,6 +34,24 @@ def trained(synthetic_project):
     return out, proc
 
 
+def test_every_head_of_a_multimodal_run_has_its_own_scores(trained):
+    """The fusion classifier's and each modality's own WF1 and NLL, valid and test (issue 22): a
+    head given no weight by the combination can be told from one that is merely worse."""
+    out, _ = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    heads = metrics["heads"]
+    assert set(heads) == {"prediction", "fusion", "text", "audio", "visual"}
+    assert heads["prediction"]["test"]["weighted_f1"] == pytest.approx(metrics["test"]["weighted_f1"], abs=1e-6)
+    assert heads["prediction"]["valid"]["weighted_f1"] == pytest.approx(metrics["valid"]["weighted_f1"], abs=1e-6)
+    rows = (out / "predictions.csv").read_text().splitlines()
+    gold = np.array([metrics["class_names"].index(r.split(",")[3]) for r in rows[1:]])
+    probs = np.array([[float(x) for x in r.split(",")[5:]] for r in rows[1:]])
+    nll = -np.mean(np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-12)))
+    assert heads["prediction"]["test"]["nll"] == pytest.approx(nll, abs=2e-3)  # the CSV rounds probabilities
+    assert all(0 <= h[s]["weighted_f1"] <= 1 and h[s]["nll"] > 0 for h in heads.values() for s in ("valid", "test"))
+    assert len({h["test"]["nll"] for h in heads.values()}) == len(heads)  # five different classifiers
+
+
 def test_a_run_leaves_every_output(trained):
     out, proc = trained
     for name in RUN_FILES:

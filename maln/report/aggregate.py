@@ -44,7 +44,8 @@ def _rounded(m: float, s: float) -> tuple[float, float]:
 def summary(study: Study, confidence: float = 0.95) -> dict:
     """dataset -> variant -> {split_metric_mean, ..._std, n} in percent: results/metrics.json, whose
     keys read well in `dvc metrics diff` (synthetic-iemocap.full.test_wf1_mean). Also, where they
-    apply: the out-of-sample probes (probe_<key>_mean, linear and _mlp), the headroom share
+    apply: the out-of-sample probes (probe_<key>_mean, linear and _mlp), each head's own scores
+    (head_<fusion|modality>_<split>_wf1_mean, _nll_mean), the headroom share
     (headroom_share_mean/_low/_high, a fraction), the gap to the linear floor (linear_floor_gap,
     WF1 points, below_linear_floor), and per dataset its oracle's test scores (oracle)."""
     out = {}
@@ -66,6 +67,14 @@ def summary(study: Study, confidence: float = 0.95) -> dict:
                 values = [100 * p[key] for p in probes if key in p]
                 if values:
                     row[f"probe_{key}_mean"], row[f"probe_{key}_std"] = _rounded(*mean_std(values))
+            heads = [r.metrics["heads"] for r in runs if "heads" in r.metrics]
+            for head in (heads[0] if heads and len(heads) == len(runs) else {}):
+                if head == "prediction":
+                    continue
+                for split in ("test", "valid"):  # each head's own scores (maln/evaluate.py head_scores)
+                    row[f"head_{head}_{split}_wf1_mean"], row[f"head_{head}_{split}_wf1_std"] = _rounded(
+                        *mean_std([100 * h[head][split]["weighted_f1"] for h in heads]))
+                    row[f"head_{head}_{split}_nll_mean"] = round(float(np.mean([h[head][split]["nll"] for h in heads])), 4)
             out[dataset][c.variant] = {**row, **_references(share.get(c.variant), floor.get(c.variant))}
         for b in study.baselines_of(dataset):
             row = {}
