@@ -26,9 +26,9 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 import speed  # noqa: E402
 from maln.config import load_params  # noqa: E402
-from maln.evaluate import predict  # noqa: E402
+from maln.inference import fit_eraser, predict  # noqa: E402
 from maln.probes import invariance  # noqa: E402
-from maln.train import Run, fit_eraser, make_optimizer  # noqa: E402
+from maln.train import Run, make_optimizer  # noqa: E402
 
 
 def subset(run: Run, dialogues: np.ndarray, utterances: int | None) -> np.ndarray:

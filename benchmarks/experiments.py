@@ -61,7 +61,7 @@ def _train(job: tuple) -> dict:
     import torch
 
     from maln.config import load_params
-    from maln.evaluate import metrics_of, predict
+    from maln.inference import metrics_of, predict
     from maln.train import Run
 
     torch.set_num_threads(1)

@@ -19,7 +19,8 @@ import torch
 
 from maln.data.batching import DeviceData
 from maln.data.store import load_store
-from maln.evaluate import build_from_checkpoint, load_checkpoint, predict
+from maln.evaluate import build_from_checkpoint, load_checkpoint
+from maln.inference import predict
 from maln.probes import _by_modality, probe_accuracy
 
 

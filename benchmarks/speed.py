@@ -41,9 +41,9 @@ sys.path.insert(0, str(REPO))
 from maln.config import load_params  # noqa: E402
 from maln.data import synthetic  # noqa: E402
 from maln.data.prepare import prepare  # noqa: E402
-from maln.evaluate import autocast, predict  # noqa: E402
+from maln.inference import autocast, fit_eraser, predict  # noqa: E402
 from maln.model.amdm import ADVERSARIES  # noqa: E402
-from maln.train import Run, fit_eraser, make_optimizer  # noqa: E402
+from maln.train import Run, make_optimizer, train_epoch  # noqa: E402
 
 SHAPES = {
     "iemocap": {"layout": "synthetic-iemocap", "train": 120, "test": 31, "length": [24, 110],
@@ -112,7 +112,7 @@ def plain_epoch(run: Run, model, dialogues, optimizer, rng) -> None:
 
 def fast_epoch(run: Run, model, dialogues, optimizer, rng) -> None:
     batches = run.data.training_batches(dialogues, run.train_cfg.batch_dialogues, rng)
-    losses = run._train_epoch(model, model, batches, optimizer, run.train_cfg.loss_weights, None)
+    losses = train_epoch(run, model, model, batches, optimizer, run.train_cfg.loss_weights, None)
     assert np.isfinite(losses["loss"])
 
 

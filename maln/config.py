@@ -123,6 +123,11 @@ def check_references(params: dict, source: str = DEFAULT_PARAMS) -> None:
     check_sweep(params, source)
 
 
+def sweep_value(value) -> str:
+    """A swept value as `--set` writes it (YAML) and as its folder is named: 0.01, 1.0e-05, true."""
+    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+
+
 def dataset_overrides(params: dict, dataset: str) -> dict:
     """The model: and train: values a dataset changes: its budget's (budgets.NAME), then its own
     `overrides:` on top."""
@@ -138,8 +143,6 @@ def check_sweep(params: dict, source: str = DEFAULT_PARAMS) -> None:
     """Every swept key must be a key a training job reads, and every value valid there: each
     value is applied as its job's --set would be and the result validated, so a typo stops the
     workflow before any job starts."""
-    from maln.study import sweep_value
-
     for key, values in (params.get("sweep") or {}).items():
         if key.split(".", 1)[0] not in SWEEPABLE:
             raise ConfigError(f"{source}: sweep: {key!r}: only keys under {', '.join(SWEEPABLE)} can be swept "
@@ -248,3 +251,10 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides=()) -> Params:
     params = apply_overrides(raw, overrides)
     validate(params, str(path))
     return Params(params, path.resolve(), tuple(overrides))
+
+
+def effective_config(params: Params, dataset: str, variant: str, seed: int) -> dict:
+    """What one run is: its dataset, variant, seed and the model: and train: values it trains with
+    (Params.run_config); hashed into the run's metrics.json and the workflow's job parameters."""
+    model, train = params.run_config(dataset)
+    return {"dataset": dataset, "variant": variant, "seed": seed, "model": model, "train": train}

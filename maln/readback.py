@@ -36,7 +36,7 @@ SCORES = {  # maln.metrics.classification_metrics
     },
 }
 
-RUN_METRICS = {  # maln/train.py Run._finish: the fields the report reads
+RUN_METRICS = {  # maln/train.py finish: the fields the report reads
     "type": "object",
     "required": ["dataset", "variant", "seed", "modalities", "class_names", "valid", "test", "best_epoch",
                  "epochs_run", "config_hash", "store_hash"],
@@ -253,7 +253,7 @@ def check_features(path, remedy: str, n: int, modalities: list, classes: list) -
 
 
 def check_checkpoint(ckpt, path, remedy: str) -> dict:
-    """A model.pt's content (train.Run._finish): the format, tensors by name, and a configuration of
+    """A model.pt's content (runs.save_run): the format, tensors by name, and a configuration of
     the params schema's own keys and ranges, before any model is built from it."""
     import torch
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from maln.config import sweep_value
 from maln.data import layouts
 from maln.data.shapes import has_oracle
 from maln.model.variants import VARIANTS
@@ -51,6 +52,11 @@ def seed_chunks(params_data: dict) -> list[tuple[int, ...]]:
     return [tuple(seeds[i:i + n]) for i in range(0, len(seeds), n)]
 
 
+# What a finished run leaves in its folder (maln/runs.py writes them); metrics.json is written last
+# and marks completion.
+RUN_FILES = ("predictions.csv", "valid_predictions.csv", "history.csv", "features.npz", "model.pt", "metrics.json")
+
+
 def run_path(dataset: str, variant: str, seed: int) -> Path:
     return Path("results") / "runs" / dataset / variant / f"seed{seed}"
 
@@ -74,13 +80,6 @@ def baseline_path(dataset: str) -> Path:
 SWEEP_VARIANT = "full"  # what a sweep trains: the full model, on every study dataset, for every study seed
 
 
-def sweep_value(value) -> str:
-    """A swept value as `--set` writes it (YAML) and as its folder is named: 0.01, 1.0e-05, true."""
-    import yaml
-
-    return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
-
-
 def sweep_runs(params_data: dict) -> list[tuple[str, str, str, int]]:
     """(key, value, dataset, seed) of every sweep job: params.yaml `sweep:` (key -> values)."""
     study = params_data["study"]
@@ -91,3 +90,17 @@ def sweep_runs(params_data: dict) -> list[tuple[str, str, str, int]]:
 
 def sweep_path(key: str, value: str, dataset: str, seed: int) -> Path:
     return Path("results") / "sweeps" / key / value / dataset / f"seed{seed}"
+
+
+# What `maln aggregate` writes (the Snakefile declares these as the aggregate rule's outputs).
+TABLES = ("main", "per_class", "ablation", "protocol", "invariance", "modality")
+FIGURES = ("ablation", "confusion", "curves", "tsne", "per_class_f1")
+TABLE_FORMATS = ("csv", "md", "tex", "html")
+
+
+def report_outputs(params_data: dict | None = None) -> list[str]:
+    """Every file `maln aggregate` writes; the sweep's only when the parameters ask for a sweep."""
+    sweep = bool((params_data or {}).get("sweep"))
+    return (["results/metrics.json"]
+            + [f"results/tables/{t}.{ext}" for t in TABLES + (("sweep",) if sweep else ()) for ext in TABLE_FORMATS]
+            + [f"results/figures/{f}.png" for f in FIGURES + (("sweep",) if sweep else ())])

@@ -181,7 +181,7 @@ def test_a_store_whose_meta_json_was_edited_with_a_matching_hash_is_still_checke
 
 
 def test_resume_state_that_cannot_be_read_is_ignored_without_blocking(tmp_path, capsys):
-    from maln.train import _completed, _load_checkpoint
+    from maln.runs import completed as _completed, load_resume_state as _load_checkpoint
 
     _fifo(tmp_path / "checkpoint.json")
     assert _in_time(lambda: _load_checkpoint(tmp_path, "c", "s")) is None
@@ -198,7 +198,7 @@ def test_a_checkpoint_of_another_version_lacking_state_starts_from_scratch(tmp_p
     import torch
 
     from maln import io
-    from maln.train import _load_checkpoint
+    from maln.runs import load_resume_state as _load_checkpoint
 
     torch.save({"format": "maln-checkpoint", "config_hash": "c", "store_hash": "s", "epoch": 1},
                tmp_path / "checkpoint-epoch1.pt")

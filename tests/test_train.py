@@ -16,7 +16,8 @@ from conftest import run_maln, without_timing
 from maln.config import load_params
 from maln.metrics import classification_metrics
 from maln.model.variants import VARIANTS
-from maln.train import RUN_FILES, Run
+from maln.study import RUN_FILES
+from maln.train import Run
 
 
 def history_without_seconds(path):

@@ -25,7 +25,7 @@ import numpy as np
 
 from maln import io
 from maln.data import layouts
-from maln.data.shapes import MELD_PARTIES, MELD_SLOTS, PRIORS, check_sizes, has_oracle, kind  # noqa: F401 (kind: callers)
+from maln.data.shapes import MELD_PARTIES, MELD_SLOTS, PRIORS, check_sizes, has_oracle
 
 STYLE = 1.0  # size of each speaker's feature offset, in noise units
 KEEP_OWN = 0.5  # probability that a speaker repeats their last emotion

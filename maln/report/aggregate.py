@@ -19,22 +19,11 @@ from maln.report.ensemble import late_fusion
 from maln.report.published import for_layout
 from maln.report.runs import Study, load_study, load_sweep
 from maln.report.stats import mean_std
+from maln.study import report_outputs as outputs  # noqa: F401 (what it writes, said in maln/study.py)
 
 RESULTS = Path("results")
-TABLES = ("main", "per_class", "ablation", "protocol", "invariance", "modality")
-FIGURES = ("ablation", "confusion", "curves", "tsne", "per_class_f1")
 METRICS = {"acc": "accuracy", "wf1": "weighted_f1", "mf1": "macro_f1"}
 README_START, README_END = "<!-- maln:results:start -->", "<!-- maln:results:end -->"
-
-
-def outputs(params_data: dict | None = None) -> list[str]:
-    """Every file `maln aggregate` writes (the Snakefile declares these); the sweep's only when
-    the parameters ask for a sweep."""
-    sweep = bool((params_data or {}).get("sweep"))
-    return ([str(RESULTS / "metrics.json")]
-            + [str(RESULTS / "tables" / f"{t}.{ext}") for t in TABLES + (("sweep",) if sweep else ())
-               for ext in tables.FORMATS]
-            + [str(RESULTS / "figures" / f"{f}.png") for f in FIGURES + (("sweep",) if sweep else ())])
 
 
 def _rounded(m: float, s: float) -> tuple[float, float]:

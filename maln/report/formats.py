@@ -69,8 +69,6 @@ th:nth-child(-n+2), td:nth-child(-n+2) {{ text-align: left; }} th {{ border-bott
 """
 
 
-FORMATS = ("csv", "md", "tex", "html")
-
 
 def write(out, name, rows, header, body, caption):
     """`name`.csv from the rows, .md/.tex/.html from the header and formatted body, captioned."""

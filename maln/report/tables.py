@@ -8,7 +8,7 @@ import math
 import numpy as np
 
 from maln.report import invariance, references
-from maln.report.formats import FORMATS, NA, fmt as _fmt, write  # noqa: F401 (FORMATS: aggregate's outputs)
+from maln.report.formats import NA, fmt as _fmt, write
 from maln.report.runs import Study
 from maln.report.stats import bootstrap_delta_wf1, mean_std, paired_t_test
 

@@ -6,18 +6,15 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from maln.config import check_references, diff_overrides, read_params_file, read_yaml, validate_schema
+from maln.config import check_references, diff_overrides, effective_config, read_params_file, read_yaml, validate_schema
 from maln.deps import STEPS, files as code_files
 from maln.io import canonical_hash
-from maln.report.aggregate import TABLES, outputs as aggregate_outputs
-from maln.train import effective_config
 from maln.data import layouts
 from maln.data.fetch import raw_files, verify
-from maln.data.synthetic import has_oracle
+from maln.data.shapes import has_oracle
 from maln.errors import MalnError
 from maln.config import Params
-from maln.study import SWEEP_VARIANT, baseline_path, oracle_file as registry_oracle, runs, seed_chunks, sweep_path, sweep_runs
-from maln.train import RUN_FILES
+from maln.study import RUN_FILES, SWEEP_VARIANT, TABLES, report_outputs as aggregate_outputs, baseline_path, oracle_file as registry_oracle, runs, seed_chunks, sweep_path, sweep_runs
 
 _SHIPPED = read_params_file("params.yaml")
 

@@ -1,0 +1,123 @@
+"""Running a model over a split: predictions and each head's probabilities, the branchwise
+combination fitted on a split, the eraser's statistics refitted on one, and the metrics of a split.
+Training (maln/train.py) and evaluation of saved checkpoints (maln/evaluate.py) both use it."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from maln.combination import choose_combination
+from maln.data.batching import DeviceData
+from maln.metrics import classification_metrics
+
+
+@dataclass
+class Predictions:
+    dialogue: np.ndarray  # store index of each utterance's dialogue
+    position: np.ndarray  # utterance position within its dialogue
+    speaker: np.ndarray
+    gold: np.ndarray
+    probs: np.ndarray  # [N, C]
+    specific: np.ndarray | None = None  # [N, M, W]
+    common: np.ndarray | None = None
+    heads: dict | None = None  # multimodal, with keep_features: head name -> its own probabilities [N, C]
+
+    @property
+    def pred(self) -> np.ndarray:
+        return self.probs.argmax(1)
+
+
+def autocast(device: torch.device, bf16: bool):
+    if device.type == "cuda" and bf16:
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+@torch.no_grad()
+def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf16: bool = False,
+            keep_features: bool = False) -> Predictions:
+    """Model outputs for every real utterance of `dialogues`, in store order (by dialogue, then
+    position), whatever the batching."""
+    model.eval()
+    parts = []
+    for idx in data.eval_batches(dialogues, batch_size):
+        b = data.batch(idx)
+        with autocast(data.device, bf16):
+            out = model(b.features, b.speakers, b.mask, b.lengths)
+        mask = b.mask.cpu()
+        part = {
+            "probs": torch.softmax(out.logits.float(), -1).cpu()[mask],
+            "gold": b.labels.cpu()[mask],
+            "speaker": b.speakers.cpu()[mask],
+            "dialogue": torch.from_numpy(idx).repeat_interleave(b.lengths),
+            "position": torch.cat([torch.arange(n) for n in b.lengths.tolist()]),
+        }
+        if keep_features and out.specific:
+            part["specific"] = torch.stack([out.specific[m] for m in model.modalities], 2).float().cpu()[mask]
+            part["common"] = torch.stack([out.common[m] for m in model.modalities], 2).float().cpu()[mask]
+            for name, logits in (("fusion", out.fused_logits), *out.aux_logits.items()):
+                part[f"head:{name}"] = torch.softmax(logits.float(), -1).cpu()[mask]
+        parts.append(part)
+    cat = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
+    order = np.lexsort((cat["position"], cat["dialogue"]))
+    cat = {k: v[order] for k, v in cat.items()}
+    heads = {k.split(":", 1)[1]: v for k, v in cat.items() if k.startswith("head:")} or None
+    return Predictions(cat["dialogue"], cat["position"], cat["speaker"], cat["gold"], cat["probs"],
+                       cat.get("specific"), cat.get("common"), heads)
+
+
+@torch.no_grad()
+def fit_combination(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf16: bool = False) -> dict:
+    """Set a branchwise model's combination from `dialogues` (the validation split): the fusion
+    classifier and each modality's, text (or the first modality) as the anchor. Returns it by name."""
+    model.eval()
+    heads, gold = [], []
+    for idx in data.eval_batches(dialogues, batch_size):
+        b = data.batch(idx)
+        with autocast(data.device, bf16):
+            out = model(b.features, b.speakers, b.mask, b.lengths)
+        heads.append([torch.log_softmax(x.float(), -1)[b.mask].cpu() for x in (out.fused_logits, *out.aux_logits.values())])
+        gold.append(b.labels[b.mask].cpu())
+    log_probs = [torch.cat([h[k] for h in heads]).numpy() for k in range(len(heads[0]))]
+    anchor = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
+    w = choose_combination(log_probs, torch.cat(gold).numpy(), model.log_prior.cpu().numpy(), anchor)
+    model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
+    return dict(zip(("fusion", *model.modalities), map(float, w)))
+
+
+def metrics_of(p: Predictions, class_names) -> dict:
+    return classification_metrics(p.gold, p.pred, class_names)
+
+
+def nll(probs: np.ndarray, gold: np.ndarray) -> float:
+    """Mean negative log-likelihood of the gold emotions (nats), probabilities floored at 1e-12."""
+    return float(-np.mean(np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-12))))
+
+
+def head_scores(valid: Predictions, test: Predictions, class_names) -> dict:
+    """Each head's own scores (the fusion classifier and every modality's), and the prediction's:
+    {name: {split: {"weighted_f1", "nll"}}}; what the combination weights are chosen from, so a
+    fusion head given no weight can be told from one that is merely worse than the branches."""
+    out = {}
+    for name in ("prediction", *(valid.heads or {})):
+        out[name] = {}
+        for split, p in (("valid", valid), ("test", test)):
+            probs = p.probs if name == "prediction" else p.heads[name]
+            out[name][split] = {
+                "weighted_f1": round(classification_metrics(p.gold, probs.argmax(1), class_names)["weighted_f1"], 6),
+                "nll": round(nll(probs, p.gold), 6)}
+    return out
+
+
+def fit_eraser(model, data, dialogues, batch_size: int, bf16: bool = False) -> None:
+    """The `erasure` adversary's evaluation statistics: those of `dialogues` (the training split)
+    in evaluation mode, one pass (amdm.LinearEraser). Nothing for any other model."""
+    eraser = model.amdm.eraser if getattr(model, "amdm", None) is not None else None
+    if eraser is not None:
+        eraser.begin_fit()
+        predict(model, data, dialogues, batch_size, bf16)
+        eraser.end_fit()
