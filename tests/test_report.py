@@ -229,7 +229,11 @@ def test_readme_section_is_replaced(tiny_study, tmp_path):
     assert update_readme(readme, root, data_note(params))
     text = readme.read_text()
     assert "\nold\n" not in text and text.startswith("# Title") and text.endswith("rest\n")
-    assert "| synthetic-iemocap | full | 2 |" in text and "![Ablations](results/figures/ablation.png)" in text
+    assert "| dataset | full |" in text and "![Ablations](results/figures/ablation.png)" in text
+    metrics = json.loads((root / "results/metrics.json").read_text())
+    full = metrics["synthetic-iemocap"]["full"]
+    assert f"| synthetic-iemocap | {full['test_wf1_mean']:.2f} ± {full['test_wf1_std']:.2f}" in text
+    assert len(text.split("<!-- maln:results:start -->")[1].split("<!-- maln:results:end -->")[0].splitlines()) < 20
 
 
 # -- issue 21: oracle rows, headroom share, linear floors (built from scores, no training) ----------
