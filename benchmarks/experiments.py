@@ -91,7 +91,9 @@ def _train(job: tuple) -> dict:
             "probe_emotion": probes.get("common_emotion_accuracy", float("nan")),
             "train": train_wf1, "test_text_input": text_input,
             "best_epoch": metrics["best_epoch"], "final_train_ce": float(history[-1][ce]),
-            "parameters": metrics["parameters"]}
+            "parameters": metrics["parameters"],
+            "fusion_weight": metrics.get("combination", {}).get("fusion", float("nan")),
+            "fusion_head_test": metrics.get("heads", {}).get("fusion", {}).get("test", {}).get("weighted_f1", float("nan"))}
 
 
 def _fmt(values) -> str:
@@ -135,8 +137,8 @@ def run_experiment(args, spec: dict, dataset: str, configs: dict) -> None:
              f"over seeds; validation-selected epoch. Common overrides: {common or 'none'}.", "",
              "| configuration | variant | overrides | valid WF1 | test WF1 | train WF1 (selected) | test WF1, text input only "
              "| best epoch | final train CE | modality probe, common | modality probe, specific | emotion probe, common "
-             "| parameters |",
-             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             "| fusion head test WF1 | fusion weight | parameters |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     summary = {}
     for name, c in configs.items():
         rs = [results[(name, s)] for s in seeds]
@@ -147,7 +149,8 @@ def run_experiment(args, spec: dict, dataset: str, configs: dict) -> None:
                      f"{_fmt([r['train'] for r in rs])} | {_fmt([r['test_text_input'] for r in rs])} | "
                      f"{np.mean([r['best_epoch'] for r in rs]):.1f} | {np.mean([r['final_train_ce'] for r in rs]):.3f} | "
                      f"{_fmt([r['probe_common'] for r in rs])} | {_fmt([r['probe_specific'] for r in rs])} | "
-                     f"{_fmt([r['probe_emotion'] for r in rs])} | {rs[0]['parameters']:,} |")
+                     f"{_fmt([r['probe_emotion'] for r in rs])} | {_fmt([r['fusion_head_test'] for r in rs])} | "
+                     f"{np.mean([r['fusion_weight'] for r in rs]):.2f} | {rs[0]['parameters']:,} |")
     lines += ["", f"{len(jobs)} runs in {time.time() - t0:.0f} s; command: "
               f"`python benchmarks/experiments.py {args.file} --datasets {dataset}`"]
     text = "\n".join(lines) + "\n"

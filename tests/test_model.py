@@ -381,3 +381,44 @@ def test_combination_on_a_validation_split_of_400_utterances_rarely_weights_nois
         weighted += bool(w[1:].any())
         total += w[1:].sum()
     assert weighted <= 5 and total / 30 <= 0.05
+
+
+def test_temperature_fit_recovers_an_overconfident_classifiers_scale_and_calibration_lets_it_earn_weight():
+    """model.calibrate (issue 22): x = N(0, I) + mu on the gold class has the exact posterior
+    softmax(mu x); a head 4x too confident gets T near 4, a calibrated one T near 1, and once both
+    are calibrated the better head weighs more than it did uncalibrated."""
+    from maln.combination import choose_combination, fit_temperature, log_softmax
+
+    rng = np.random.default_rng(1)
+    n, c = 4000, 4
+    gold = rng.integers(0, c, n)
+
+    def exact(mu):  # the Bayes posterior of a fresh draw, as log-probabilities
+        return log_softmax(mu * (rng.normal(size=(n, c)) + mu * np.eye(c)[gold]))
+
+    strong, text = log_softmax(4.0 * exact(2.0)), exact(1.2)
+    assert 3.4 < fit_temperature(strong, gold) < 4.6 and 0.85 < fit_temperature(text, gold) < 1.15
+    prior = np.log(np.full(c, 1 / c))
+    raw = choose_combination([strong, text], gold, prior, anchor=1)
+    calibrated = choose_combination([log_softmax(lp / fit_temperature(lp, gold)) for lp in (strong, text)], gold,
+                                    prior, anchor=1)
+    assert calibrated[0] > raw[0]
+
+
+def test_a_calibrated_model_fits_each_heads_temperature_with_its_combination(data):
+    from dataclasses import replace
+
+    from maln.inference import fit_combination
+
+    torch.manual_seed(0)
+    model = MALN(DIMS, 7, replace(CFG, training="branchwise", calibrate=True), VARIANTS["full"]).eval()
+    heads = ("fusion", "text", "audio", "visual")
+    chosen = fit_combination(model, data, np.arange(8), 8)  # every dialogue (the fixture has no splits to speak of)
+    assert set(chosen) == {*heads, *(f"{h}_temperature" for h in heads)}
+    assert model.temperature.tolist() == pytest.approx([chosen[f"{h}_temperature"] for h in heads])
+    out, b = logits(model, data, np.arange(3))
+    with torch.no_grad():
+        raw = model(b.features, b.speakers, b.mask, b.lengths)
+    expected = sum(w * torch.log_softmax(h / t, -1) for w, h, t in zip(
+        model.combination, (raw.fused_logits, *raw.aux_logits.values()), model.temperature))
+    torch.testing.assert_close(out, expected - (model.combination.sum() - 1) * model.log_prior)
