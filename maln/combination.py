@@ -18,23 +18,7 @@ def combine(log_probs: list, weights, log_prior: np.ndarray) -> np.ndarray:
     return sum(wk * lp for wk, lp in zip(weights, log_probs)) - (weights.sum() - 1) * log_prior
 
 
-TEMPERATURES = np.geomspace(0.05, 20.0, 241)  # tried by fit_temperature: 2.5 % apart
-
-
-def log_softmax(x: np.ndarray) -> np.ndarray:
-    return x - np.logaddexp.reduce(x, axis=1, keepdims=True)
-
-
-def fit_temperature(log_probs: np.ndarray, gold: np.ndarray) -> float:
-    """The temperature T that maximises the log-likelihood of the gold labels under
-    softmax(log p / T) on these (validation) utterances: T > 1 softens an overconfident classifier
-    (temperature scaling, Guo et al. 2017). A fixed grid, so the same data gives the same T."""
-    rows = np.arange(len(gold))
-    scores = [log_softmax(log_probs / t)[rows, gold].mean() for t in TEMPERATURES]
-    return float(TEMPERATURES[int(np.argmax(np.round(scores, 9)))])
-
-
-def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, anchor: int | None) -> np.ndarray:
+def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, anchor: int) -> np.ndarray:
     """Weights of classifiers combined by Bayes' rule (MALN.combine), chosen on (validation)
     utterances by the log-likelihood of the gold labels under the combined posterior: the
     anchor's weight is 1, every other from COMBINATION_GRID; ties go to the smaller total weight.
@@ -42,18 +26,13 @@ def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray,
     utterances a classifier of pure noise, given weight, wins some of the grid's 5^k comparisons
     by chance (it did on synthetic-iemocap-noise, README "Deviations"); the likelihood reads
     every utterance's probabilities and a noise classifier lowers it. log_probs: one [N, C] array
-    per classifier. anchor None: every weight from the grid (not all zero), so any classifier, or
-    any mix, may carry the prediction."""
+    per classifier."""
     others = [k for k in range(len(log_probs)) if k != anchor]
     rows = np.arange(len(gold))
     best = None
     for ws in itertools.product(COMBINATION_GRID, repeat=len(others)):
-        if anchor is None and not any(ws):
-            continue
         w = np.zeros(len(log_probs))
-        w[others] = ws
-        if anchor is not None:
-            w[anchor] = 1.0
+        w[anchor], w[others] = 1.0, ws
         z = combine(log_probs, w, log_prior)
         log_likelihood = (z[rows, gold] - np.logaddexp.reduce(z, axis=1)).mean()
         key = (round(float(log_likelihood), 9), -w.sum())  # rounded: sums in another order tie, not flip

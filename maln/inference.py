@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from maln.combination import choose_combination, fit_temperature, log_softmax
+from maln.combination import choose_combination
 from maln.data.batching import DeviceData
 from maln.metrics import classification_metrics
 
@@ -83,17 +83,10 @@ def fit_combination(model, data: DeviceData, dialogues: np.ndarray, batch_size: 
         heads.append([torch.log_softmax(x.float(), -1)[b.mask].cpu() for x in (out.fused_logits, *out.aux_logits.values())])
         gold.append(b.labels[b.mask].cpu())
     log_probs = [torch.cat([h[k] for h in heads]).numpy() for k in range(len(heads[0]))]
-    gold, names = torch.cat(gold).numpy(), ("fusion", *model.modalities)
-    temperatures = {}
-    if hasattr(model, "temperature"):  # calibrated first (model.calibrate), so weights compare like with like
-        temps = [fit_temperature(lp, gold) for lp in log_probs]
-        log_probs = [log_softmax(lp / t) for lp, t in zip(log_probs, temps)]
-        model.temperature.copy_(torch.as_tensor(temps, dtype=torch.float32))
-        temperatures = {f"{n}_temperature": t for n, t in zip(names, temps)}
-    anchor = 1 + (model.modalities.index("text") if "text" in model.modalities else 0) if model.anchored else None
-    w = choose_combination(log_probs, gold, model.log_prior.cpu().numpy(), anchor)
+    anchor = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
+    w = choose_combination(log_probs, torch.cat(gold).numpy(), model.log_prior.cpu().numpy(), anchor)
     model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
-    return {**dict(zip(names, map(float, w))), **temperatures}
+    return dict(zip(("fusion", *model.modalities), map(float, w)))
 
 
 def metrics_of(p: Predictions, class_names) -> dict:

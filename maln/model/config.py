@@ -38,8 +38,6 @@ class ModelConfig:
     input_dropout: float
     input_noise: float
     modality_dropout: float
-    calibrate: bool = False  # branchwise: a temperature per head, fitted on validation before the combination
-    anchor: bool = True  # branchwise: text's head at weight 1 in the combination (false: every weight chosen)
 
     def __post_init__(self):
         for key, heads in (("sclm.heads", self.sclm_heads), ("attention_heads", self.attention_heads)):
@@ -73,8 +71,6 @@ class ModelConfig:
             input_dropout=d["input_dropout"],
             input_noise=d["input_noise"],
             modality_dropout=d["modality_dropout"],
-            calibrate=d.get("calibrate", False),
-            anchor=d.get("anchor", True),
         )
 
     def to_dict(self) -> dict:

@@ -102,9 +102,6 @@ class MALN(nn.Module):
                 self.register_buffer("combination", torch.zeros(1 + len(self.modalities)))  # fusion, then modalities
                 self.combination[0] = 1.0
                 self.register_buffer("log_prior", torch.zeros(n_classes))
-                self.anchored = cfg.anchor
-                if cfg.calibrate:  # each head's temperature, fitted on validation with the combination
-                    self.register_buffer("temperature", torch.ones(1 + len(self.modalities)))
             fused_width = 2 * w + w + (len(self.modalities) * w if self.fusion == "specific" else 0)
         else:
             fused_width = in_widths[self.modalities[0]]
@@ -162,8 +159,6 @@ class MALN(nn.Module):
         """Bayes' rule for classifiers that are independent given the emotion: sum_k w_k log p_k(y|x)
         - (sum_k w_k - 1) log p(y), so the class prior counts once, not once per classifier."""
         w = self.combination if weights is None else weights
-        if hasattr(self, "temperature"):
-            heads = [hk.float() / tk for hk, tk in zip(heads, self.temperature)]
         log_p = sum(wk * torch.log_softmax(hk.float(), -1) for wk, hk in zip(w, heads))
         return log_p - (w.sum() - 1) * self.log_prior
 
