@@ -208,6 +208,7 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
     different modalities mingle; each panel's title gives that run's probe accuracies, linear and
     MLP, fitted and scored on disjoint test dialogues (maln/probes.py)."""
     from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
 
     plt = _plt()
     datasets = [d for d in study.datasets() if study.get(d, "full")]
@@ -230,8 +231,11 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
             modality = np.tile(np.tile(modalities, len(pick)), 2)
             emotion = np.tile(np.repeat(gold[pick], m), 2)
             if variant not in embedded:
-                embedded[variant] = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=30,
-                                         max_iter=TSNE_ITERATIONS, random_state=seed).fit_transform(points)
+                # one thread (OpenMP and BLAS): scikit-learn's Barnes-Hut gradient sums in as many
+                # threads as the machine has cores, so the layout would depend on the machine
+                with threadpool_limits(1):
+                    embedded[variant] = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=30,
+                                             max_iter=TSNE_ITERATIONS, random_state=seed).fit_transform(points)
             xy = embedded[variant]
             ax = axes[row][col]
             if col < len(panels):
