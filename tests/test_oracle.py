@@ -216,8 +216,6 @@ def test_your_own_features_with_their_own_oracle_get_oracle_rows_and_headroom_sh
     oracle. Made here by the project's generator under another name, as an outside one would be."""
     import shutil
 
-    from trained import run_in_process
-
     made = {"layout": "synthetic-iemocap", "synthetic": {
         "kind": "interaction", "dialogues": 24, "test_fraction": 0.25, "length": [6, 12], "stay": 0.3,
         "dims": {"text": 12, "audio": 8, "visual": 8}, "signal": {"text": 2.7, "audio": 0.5, "visual": 0.8}, "seed": 3,
@@ -227,15 +225,14 @@ def test_your_own_features_with_their_own_oracle_get_oracle_rows_and_headroom_sh
     write_params(tmp_path, {"made": made, "yours": yours}, study_datasets=["yours"],
                  study={"variants": ["full", "text_only", "audio_only", "visual_only"], "seeds": [0]},
                  report={"bootstrap": 100, "tsne_utterances": 20}, baselines={"logreg_C": [0.1], "mlp_alpha": [1.0]})
-    code, err = run_in_process(tmp_path, ["synth", "made"])
-    assert code == 0, err
+    run_maln("synth", "made", cwd=tmp_path, check=True)  # in subprocesses: training in this process would
+    # leave it holding memory that the bad-input corpus then counts against every command it forks
     shutil.move(tmp_path / "data/raw/made.pkl", tmp_path / "data/raw/yours.pkl")
     shutil.move(tmp_path / "data/raw/made.oracle.npz", tmp_path / "data/raw/yours.oracle.npz")
     for args in (["prepare", "yours"], *(["train", "--dataset", "yours", "--variant", v, "--seed", "0", "--threads", "1"]
                                         for v in ("full", "text_only", "audio_only", "visual_only")),
                  ["baseline", "yours"], ["aggregate"]):
-        code, err = run_in_process(tmp_path, args)
-        assert code == 0, f"maln {' '.join(args)}: {err[-2000:]}"
+        run_maln(*args, cwd=tmp_path, check=True)
     main = (tmp_path / "results/tables/main.md").read_text()
     assert "| yours | oracle: joint Bayes rule, with context |" in main
     assert "| yours | oracle: best late fusion, without context |" in main
@@ -247,5 +244,5 @@ def test_your_own_features_with_their_own_oracle_get_oracle_rows_and_headroom_sh
     o = dict(np.load(tmp_path / "data/raw/yours.oracle.npz"))
     o["label"] = np.roll(o["label"], 1)
     np.savez(tmp_path / "data/raw/yours.oracle.npz", **o)
-    code, err = run_in_process(tmp_path, ["aggregate"])
-    assert code != 0 and "yours: its oracle's emotions differ from the store's" in err
+    proc = run_maln("aggregate", cwd=tmp_path)
+    assert proc.returncode != 0 and "yours: its oracle's emotions differ from the store's" in proc.stderr
