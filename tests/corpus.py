@@ -528,10 +528,15 @@ def _limit_memory():
     resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE, ADDRESS_SPACE))
 
 
-# The real `python -m maln`, reporting its peak resident memory on the way out.
-CLI = ("import atexit, os, resource, runpy\n"
-       "atexit.register(lambda: open(os.environ['CORPUS_PEAK'], 'w').write("
-       "str(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)))\n"
+# The real `python -m maln`, reporting its peak resident memory on the way out: VmHWM, the peak of
+# this program's own address space (KiB). Not getrusage's ru_maxrss, which Linux carries across
+# fork and exec, so a command forked from a large pytest process would be charged its size.
+CLI = ("import atexit, os, runpy\n"
+       "def _peak():\n"
+       "    with open('/proc/self/status') as f:\n"
+       "        kib = next(line.split()[1] for line in f if line.startswith('VmHWM:'))\n"
+       "    open(os.environ['CORPUS_PEAK'], 'w').write(kib)\n"
+       "atexit.register(_peak)\n"
        "runpy.run_module('maln', run_name='__main__', alter_sys=True)\n")
 ERROR_LINE = re.compile(r"^maln [a-z]+: error: ")
 
