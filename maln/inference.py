@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from maln.combination import choose_combination
+from maln.combination import choose_combination, posterior
 from maln.data.batching import DeviceData
 from maln.metrics import classification_metrics
 
@@ -24,7 +24,7 @@ class Predictions:
     probs: np.ndarray  # [N, C]
     specific: np.ndarray | None = None  # [N, M, W]
     common: np.ndarray | None = None
-    heads: dict | None = None  # multimodal, with keep_features: head name -> its own probabilities [N, C]
+    heads: dict | None = None  # multimodal, asked for: head name -> its own log-probabilities [N, C]
 
     @property
     def pred(self) -> np.ndarray:
@@ -39,9 +39,10 @@ def autocast(device: torch.device, bf16: bool):
 
 @torch.no_grad()
 def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf16: bool = False,
-            keep_features: bool = False) -> Predictions:
+            keep_features: bool = False, heads: bool = False) -> Predictions:
     """Model outputs for every real utterance of `dialogues`, in store order (by dialogue, then
-    position), whatever the batching."""
+    position), whatever the batching; with keep_features the features too, with keep_features or
+    heads each head's log-probabilities (multimodal models)."""
     model.eval()
     parts = []
     for idx in data.eval_batches(dialogues, batch_size):
@@ -59,8 +60,9 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
         if keep_features and out.specific:
             part["specific"] = torch.stack([out.specific[m] for m in model.modalities], 2).float().cpu()[mask]
             part["common"] = torch.stack([out.common[m] for m in model.modalities], 2).float().cpu()[mask]
+        if (keep_features or heads) and out.specific:
             for name, logits in (("fusion", out.fused_logits), *out.aux_logits.items()):
-                part[f"head:{name}"] = torch.softmax(logits.float(), -1).cpu()[mask]
+                part[f"head:{name}"] = torch.log_softmax(logits.float(), -1).cpu()[mask]
         parts.append(part)
     cat = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
     order = np.lexsort((cat["position"], cat["dialogue"]))
@@ -70,23 +72,17 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
                        cat.get("specific"), cat.get("common"), heads)
 
 
-@torch.no_grad()
-def fit_combination(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf16: bool = False) -> dict:
-    """Set a branchwise model's combination from `dialogues` (the validation split): the fusion
-    classifier and each modality's, text (or the first modality) as the anchor. Returns it by name."""
-    model.eval()
-    heads, gold = [], []
-    for idx in data.eval_batches(dialogues, batch_size):
-        b = data.batch(idx)
-        with autocast(data.device, bf16):
-            out = model(b.features, b.speakers, b.mask, b.lengths)
-        heads.append([torch.log_softmax(x.float(), -1)[b.mask].cpu() for x in (out.fused_logits, *out.aux_logits.values())])
-        gold.append(b.labels[b.mask].cpu())
-    log_probs = [torch.cat([h[k] for h in heads]).numpy() for k in range(len(heads[0]))]
-    anchor = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
-    w = choose_combination(log_probs, torch.cat(gold).numpy(), model.log_prior.cpu().numpy(), anchor)
+def fit_combination(model, valid: Predictions) -> dict:
+    """Choose a branchwise model's combination of its heads (the fusion classifier, then each
+    modality's) on `valid` (the validation split's predictions, with heads), set it on the model,
+    and turn valid.probs into the new combination's. Returns the weights by head name."""
+    names = ("fusion", *model.modalities)
+    log_probs = [valid.heads[n] for n in names]
+    log_prior = model.log_prior.cpu().numpy()
+    w = choose_combination(log_probs, valid.gold, log_prior)
     model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
-    return dict(zip(("fusion", *model.modalities), map(float, w)))
+    valid.probs = posterior(log_probs, w, log_prior).astype(np.float32)
+    return dict(zip(names, map(float, w)))
 
 
 def metrics_of(p: Predictions, class_names) -> dict:
@@ -106,7 +102,7 @@ def head_scores(valid: Predictions, test: Predictions, class_names) -> dict:
     for name in ("prediction", *(valid.heads or {})):
         out[name] = {}
         for split, p in (("valid", valid), ("test", test)):
-            probs = p.probs if name == "prediction" else p.heads[name]
+            probs = p.probs if name == "prediction" else np.exp(p.heads[name])
             out[name][split] = {
                 "weighted_f1": round(classification_metrics(p.gold, probs.argmax(1), class_names)["weighted_f1"], 6),
                 "nll": round(nll(probs, p.gold), 6)}

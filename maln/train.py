@@ -117,9 +117,9 @@ class Run:
         model.set_statistics(self.store.standardization, self.store.class_prior)
         return model.to(self.device)
 
-    def predict(self, model, split: str, keep_features: bool = False):
+    def predict(self, model, split: str, keep_features: bool = False, heads: bool = False):
         cfg = self.train_cfg
-        return predict(model, self.data, self.splits[split], cfg.batch_dialogues, cfg.bf16, keep_features)
+        return predict(model, self.data, self.splits[split], cfg.batch_dialogues, cfg.bf16, keep_features, heads)
 
     def train_seed(self, seed: int, out_dir: Path, force: bool = False, progress: bool | None = None) -> dict:
         name, cfg = f"{self.dataset}/{self.variant_name}/seed{seed}", self.train_cfg
@@ -176,9 +176,10 @@ class Run:
         on the splits they belong to first; keeps the epoch's weights when validation WF1 improved."""
         cfg = self.train_cfg
         fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
+        predictions = self.predict(step, "valid", heads=model.branchwise)
         if model.branchwise:  # this epoch's combination, from the validation split (as the epoch is)
-            combination = fit_combination(model, self.data, self.splits["valid"], cfg.batch_dialogues, cfg.bf16)
-        valid = metrics_of(self.predict(step, "valid"), self.store.class_names)
+            combination = fit_combination(model, predictions)
+        valid = metrics_of(predictions, self.store.class_names)
         improved = valid["weighted_f1"] > state["best_score"]
         if improved:
             if model.branchwise:

@@ -19,7 +19,7 @@ from maln.errors import NotApplicable
 CFG = ModelConfig(width=16, context_hidden={"text": 8, "audio": 6, "visual": 6}, context_layers=2, context_dropout=0.5,
                   sclm_reads="context", sclm_pool="speaker", sclm_layers=1, sclm_heads=2, sclm_feedforward=32,
                   sclm_max_positions=64, attention_heads=4, cross_gate=True, fusion="specific", training="joint",
-                  adversary="reversal",
+                  amdm_reads="branches", adversary="reversal",
                   discriminator_hidden=16, grl_scale=1.0, dropout=0.1, common_dropout=0.3, fusion_dropout=0.66,
                   standardize=True, input_dropout=0.0, input_noise=0.0, modality_dropout=0.0)
 DIMS = {"text": 7, "audio": 5, "visual": 3}
@@ -304,11 +304,11 @@ def test_schema_variant_enum_is_the_variant_table():
     assert schema["$defs"]["variant"]["enum"] == list(VARIANTS)
 
 
-def _branchwise():
+def _branchwise(amdm_reads="branches"):
     from dataclasses import replace
 
     torch.manual_seed(0)
-    return MALN(DIMS, 7, replace(CFG, training="branchwise"), VARIANTS["full"]).train()
+    return MALN(DIMS, 7, replace(CFG, training="branchwise", amdm_reads=amdm_reads), VARIANTS["full"]).train()
 
 
 def test_branchwise_losses_reach_only_their_own_parts(data):
@@ -329,6 +329,36 @@ def test_branchwise_losses_reach_only_their_own_parts(data):
                                         *model.classifier.parameters()))
     groups = model.clip_groups()
     assert len(groups) == 4 and sum(len(g) for g in groups) == len(list(model.parameters()))
+
+
+def test_a_fusion_path_on_the_features_has_encoders_of_its_own_that_only_its_losses_train(data):
+    """amdm_reads: features (the recommended configuration): AMDM projects each modality's
+    standardised inputs linearly; the fusion classifier's loss trains those projections (and nothing
+    of the branches), a branch's classifier trains its branch (and nothing of the fusion path)."""
+    model = _branchwise("features")
+    assert {m: model.amdm.specific[m][0].in_features for m in DIMS} == DIMS
+    assert isinstance(model.amdm.specific["text"][2], torch.nn.Identity)
+    assert isinstance(_branchwise().amdm.specific["text"][2], torch.nn.Tanh)  # on branch features: the paper's tanh
+    b = data.batch(np.arange(4))
+    out = model(b.features, b.speakers, b.mask, b.lengths)
+    fused = torch.nn.functional.cross_entropy(out.fused_logits.reshape(-1, 7), b.labels.reshape(-1), ignore_index=-100)
+    fused.backward(retain_graph=True)
+    assert all(model.amdm.specific[m][0].weight.grad.abs().sum() > 0 for m in DIMS)
+    assert all(p.grad is None for p in (*model.context.parameters(), *model.sclm.parameters(), *model.aux.parameters()))
+    model.zero_grad(set_to_none=True)
+    aux = torch.nn.functional.cross_entropy(out.aux_logits["text"].reshape(-1, 7), b.labels.reshape(-1), ignore_index=-100)
+    aux.backward()
+    assert model.context["text"].out.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in (*model.amdm.parameters(), *model.classifier.parameters(), *model.cross.parameters()))
+
+
+def test_features_for_amdm_need_branchwise_training():
+    from dataclasses import replace
+
+    from maln.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="amdm_reads: features needs model.training: branchwise"):
+        replace(CFG, amdm_reads="features")
 
 
 def test_branchwise_prediction_is_the_bayes_combination(data):
@@ -355,8 +385,23 @@ def test_combination_gives_a_classifier_of_noise_no_weight():
     good = np.full((400, 3), 0.1)
     good[np.arange(400), np.where(rng.random(400) < 0.7, gold, rng.integers(0, 3, 400))] = 0.8
     noise = rng.dirichlet([0.3] * 3, 400)
-    w = choose_combination([np.log(noise), np.log(good)], gold, np.log(np.full(3, 1 / 3)), anchor=1)
-    assert list(w) == [0.0, 1.0]
+    w = choose_combination([np.log(noise), np.log(good)], gold, np.log(np.full(3, 1 / 3)))
+    assert w[0] == 0.0 and w[1] > 0
+
+
+def test_combination_holds_no_classifier_at_weight_1_so_it_can_temper_an_overconfident_one():
+    """Right 60 % of the time with probability 0.98 each time: at weight 1 its log-likelihood is
+    poor; the combination weighs it down (a fusion classifier like it could not, with text held
+    at 1, ever be given more weight than text, issue 22)."""
+    from maln.combination import choose_combination
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 400)
+    hit = np.where(rng.random(400) < 0.6, gold, (gold + 1) % 3)
+    overconfident = np.full((400, 3), 0.01)
+    overconfident[np.arange(400), hit] = 0.98
+    w = choose_combination([np.log(overconfident)], gold, np.log(np.full(3, 1 / 3)))
+    assert 0 < w[0] < 1
 
 
 def test_combination_on_a_validation_split_of_400_utterances_rarely_weights_noise():
@@ -377,7 +422,7 @@ def test_combination_on_a_validation_split_of_400_utterances_rarely_weights_nois
         informative = rng.normal(size=(n, 6))
         informative[np.arange(n), gold] += 1.5
         heads = [log_softmax(informative)] + [log_softmax(rng.normal(size=(n, 6))) for _ in range(3)]
-        w = choose_combination(heads, gold, np.log(np.full(6, 1 / 6)), anchor=0)
+        w = choose_combination(heads, gold, np.log(np.full(6, 1 / 6)))
         weighted += bool(w[1:].any())
         total += w[1:].sum()
     assert weighted <= 5 and total / 30 <= 0.05

@@ -10,6 +10,7 @@ SCLM_READS = ("context", "features")
 SCLM_POOLS = ("speaker", "dialogue")
 FUSIONS = ("specific", "common")
 TRAININGS = ("joint", "branchwise")
+AMDM_READS = ("branches", "features")
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class ModelConfig:
     cross_gate: bool
     fusion: str  # specific | common: what the cross-modal block and the classifier read
     training: str  # joint | branchwise (maln/model/maln.py)
+    amdm_reads: str  # branches (context + SCLM, the paper) | features (the standardised inputs; branchwise only)
     adversary: str  # amdm.ADVERSARIES
     discriminator_hidden: int
     grl_scale: float
@@ -43,6 +45,9 @@ class ModelConfig:
         for key, heads in (("sclm.heads", self.sclm_heads), ("attention_heads", self.attention_heads)):
             if self.width % heads:
                 raise ConfigError(f"model.{key}: {heads} does not divide model.width {self.width}")
+        if self.amdm_reads == "features" and self.training != "branchwise":
+            raise ConfigError("model.amdm_reads: features needs model.training: branchwise (jointly, nothing would "
+                              "train the context encoders)")
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -61,6 +66,7 @@ class ModelConfig:
             cross_gate=d["cross_gate"],
             fusion=d["fusion"],
             training=d["training"],
+            amdm_reads=d["amdm_reads"],
             adversary=d["adversary"],
             discriminator_hidden=d["discriminator_hidden"],
             grl_scale=d["grl_scale"],

@@ -85,8 +85,14 @@ class MALN(nn.Module):
         self.branchwise = False
         self.modality_dropout = cfg.modality_dropout if self.multimodal else 0.0
         if self.multimodal:
-            self.amdm = AMDM(in_widths, w, cfg.dropout, cfg.common_dropout, cfg.adversary if variant.adversary else None,
-                             cfg.discriminator_hidden, cfg.grl_scale)
+            # amdm_reads: branches (the paper's H~_m, detached under branchwise training) or features
+            # (the standardised inputs: the fusion path then has encoders of its own, which only the
+            # fusion's losses train, so it can keep what no single branch needs, e.g. a latent that
+            # changes how another modality expresses the emotion)
+            self.amdm_reads_features = cfg.amdm_reads == "features"
+            amdm_in = {m: dims[m] for m in self.modalities} if self.amdm_reads_features else in_widths
+            self.amdm = AMDM(amdm_in, w, cfg.dropout, cfg.common_dropout, cfg.adversary if variant.adversary else None,
+                             cfg.discriminator_hidden, cfg.grl_scale, linear_specific=self.amdm_reads_features)
             self.cross = CrossModalAttention(w, cfg.attention_heads, cfg.fusion_dropout, cfg.cross_gate)
             # joint (the paper's): the auxiliary classifiers read each modality's common features and
             # everything learns from every loss. branchwise: each modality's branch (context encoder,
@@ -144,7 +150,11 @@ class MALN(nn.Module):
             h[m] = context
         if not self.multimodal:
             return MALNOutput(self.classifier(h[self.modalities[0]]))
-        specific, common = self.amdm({m: h[m].detach() for m in self.modalities} if self.branchwise else h, mask)
+        if self.amdm_reads_features:
+            amdm_in = features
+        else:  # branchwise, the fusion's losses must not move the branches
+            amdm_in = {m: h[m].detach() for m in self.modalities} if self.branchwise else h
+        specific, common = self.amdm(amdm_in, mask)
         source = specific if self.fusion == "specific" else common
         anchor, *others = self.modalities  # text when present
         parts = [self.cross(source[anchor], [source[m] for m in others], mask), sum(common.values())]
