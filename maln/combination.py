@@ -18,23 +18,21 @@ def combine(log_probs: list, weights, log_prior: np.ndarray) -> np.ndarray:
     return sum(wk * lp for wk, lp in zip(weights, log_probs)) - (weights.sum() - 1) * log_prior
 
 
-def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, anchor: int) -> np.ndarray:
     """Weights of classifiers combined by Bayes' rule (MALN.combine), chosen on (validation)
-    utterances by the log-likelihood of the gold labels under the combined posterior: every
-    weight from COMBINATION_GRID, not all 0; ties go to the smaller total weight. No classifier is
-    held at weight 1 (text was, until issue 22: a fusion classifier better than text could then
-    never replace it), so the weights also temper overconfident classifiers.
+    utterances by the log-likelihood of the gold labels under the combined posterior: the
+    anchor's weight is 1, every other from COMBINATION_GRID; ties go to the smaller total weight.
     The likelihood, not the weighted F1: F1 moves only where an argmax flips, so on a few hundred
     utterances a classifier of pure noise, given weight, wins some of the grid's 5^k comparisons
-    by chance (it did on synthetic-iemocap-noise, docs/deviations.md); the likelihood reads
+    by chance (it did on synthetic-iemocap-noise, README "Deviations"); the likelihood reads
     every utterance's probabilities and a noise classifier lowers it. log_probs: one [N, C] array
     per classifier."""
+    others = [k for k in range(len(log_probs)) if k != anchor]
     rows = np.arange(len(gold))
     best = None
-    for ws in itertools.product(COMBINATION_GRID, repeat=len(log_probs)):
-        w = np.array(ws, dtype=float)
-        if not w.any():
-            continue
+    for ws in itertools.product(COMBINATION_GRID, repeat=len(others)):
+        w = np.zeros(len(log_probs))
+        w[anchor], w[others] = 1.0, ws
         z = combine(log_probs, w, log_prior)
         log_likelihood = (z[rows, gold] - np.logaddexp.reduce(z, axis=1)).mean()
         key = (round(float(log_likelihood), 9), -w.sum())  # rounded: sums in another order tie, not flip

@@ -74,12 +74,14 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
 
 def fit_combination(model, valid: Predictions) -> dict:
     """Choose a branchwise model's combination of its heads (the fusion classifier, then each
-    modality's) on `valid` (the validation split's predictions, with heads), set it on the model,
-    and turn valid.probs into the new combination's. Returns the weights by head name."""
+    modality's; text, or the first modality, at weight 1) on `valid` (the validation split's
+    predictions, with heads), set it on the model, and turn valid.probs into the new combination's.
+    Returns the weights by head name."""
     names = ("fusion", *model.modalities)
     log_probs = [valid.heads[n] for n in names]
     log_prior = model.log_prior.cpu().numpy()
-    w = choose_combination(log_probs, valid.gold, log_prior)
+    anchor = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
+    w = choose_combination(log_probs, valid.gold, log_prior, anchor)
     model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
     valid.probs = posterior(log_probs, w, log_prior).astype(np.float32)
     return dict(zip(names, map(float, w)))

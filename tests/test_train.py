@@ -260,17 +260,16 @@ def test_the_full_model_earns_its_modalities_and_is_not_hurt_by_noise_ones(synth
         synthetic.write(raw_files(params, noise)[0].path, entry["layout"], entry["synthetic"])
         prepare(params, noise)
     wf1 = {}
-    for dataset in ("synthetic-iemocap", noise):
-        for variant in ("full", "text_only"):
-            run = Run(params, dataset, variant, threads=1)
-            wf1[dataset, variant] = np.mean([run.train_seed(seed, tmp_path / dataset / variant / str(seed), progress=False)
-                                             ["test"]["weighted_f1"] for seed in (0, 1, 2)])
+    # text alone is trained once: the noise dataset has synthetic-iemocap's dialogues, labels and
+    # text (the same generator seed), so its text_only run is the same run (the study's tables show
+    # the two rows identical)
+    for dataset, variant in (("synthetic-iemocap", "full"), ("synthetic-iemocap", "text_only"), (noise, "full")):
+        run = Run(params, dataset, variant, threads=1)
+        wf1[dataset, variant] = np.mean([run.train_seed(seed, tmp_path / dataset / variant / str(seed), progress=False)
+                                         ["test"]["weighted_f1"] for seed in (0, 1, 2)])
+    wf1[noise, "text_only"] = wf1["synthetic-iemocap", "text_only"]
     assert wf1["synthetic-iemocap", "full"] >= wf1["synthetic-iemocap", "text_only"] + 0.03, wf1
-    assert wf1[noise, "full"] >= wf1[noise, "text_only"] - 0.03, wf1  # worse than today's shortfall: a failure
-    if wf1[noise, "full"] < wf1[noise, "text_only"] - 0.01:
-        # open (issue 22): the fusion path on the features gives its noise-fed head some weight on
-        # validation; here 75.2 against text alone's 77.0
-        pytest.xfail(f"the full model trails text alone on {noise} by more than 1 point: {wf1}")
+    assert wf1[noise, "full"] >= wf1[noise, "text_only"] - 0.01, wf1
 
 
 def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synthetic_project):
