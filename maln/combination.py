@@ -24,7 +24,7 @@ def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray,
     anchor's weight is 1, every other from COMBINATION_GRID; ties go to the smaller total weight.
     The likelihood, not the weighted F1: F1 moves only where an argmax flips, so on a few hundred
     utterances a classifier of pure noise, given weight, wins some of the grid's 5^k comparisons
-    by chance (it did on synthetic-iemocap-noise, README "Deviations"); the likelihood reads
+    by chance (it did on synthetic-iemocap-noise, docs/deviations.md); the likelihood reads
     every utterance's probabilities and a noise classifier lowers it. log_probs: one [N, C] array
     per classifier."""
     others = [k for k in range(len(log_probs)) if k != anchor]

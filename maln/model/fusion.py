@@ -27,7 +27,7 @@ class CrossModalAttention(nn.Module):
         # layer-normalised output starts as noise of unit size beside the tanh-bounded specific and
         # common features, and with it the whole model sat at the majority class for the first ~5
         # of 20 epochs; gated, the classifier starts from the AMDM features and opens the gate as
-        # the block becomes useful (README, Deviations).
+        # the block becomes useful (docs/deviations.md).
         self.gate = nn.Parameter(torch.zeros(())) if gate else None
 
     def forward(self, text: torch.Tensor, others: list, mask: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,11 @@ features and their cross-modal interactions), as the paper's figure and the auth
 `fusion: common` gives what the authors' last commit did instead (the cross-modal block on the
 common features, no specific features in the classifier). Single-modality variants skip AMDM: h_m
 goes straight to the classifier.
+
+This project ships `amdm_reads: features` with `training: branchwise`: AMDM reads x_m instead of
+h_m, so the fusion path (AMDM, the cross-modal block, the emotion classifier) has encoders of its
+own beside the modality branches (x_m -> h_m -> auxiliary classifier_m), and the prediction is the
+Bayes combination of all these classifiers (docs/deviations.md).
 """
 
 from __future__ import annotations

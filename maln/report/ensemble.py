@@ -9,7 +9,7 @@ every other weight comes from a small grid by the validation split's log-likelih
 full model's own combination uses (maln.combination). It asks what the modalities
 are worth when each is learned on its own and their mix is calibrated on held-out dialogues: if it
 beats the full model, the information is in the features and the joint model does not extract it
-(README, "What the synthetic study shows").
+(docs/findings.md).
 """
 
 from __future__ import annotations
