@@ -181,7 +181,7 @@ class AMDM(nn.Module):
         # On a modality's standardised input features (model.amdm_reads: features) the specific
         # encoder is a linear projection: a tanh there saturated on the large shared factors that the
         # classifier has to cancel across modalities (synthetic-meld-nuisance fusion head test WF1
-        # 57.2 -> 59.8 over 3 seeds, benchmarks/results/experiments-fusion-*.md)
+        # 57.2 -> 59.8 over 3 seeds, docs/findings.md, 2026-12-03)
         act = nn.Identity if linear_specific else nn.Tanh
         self.specific = nn.ModuleDict({
             m: nn.Sequential(nn.Linear(d, width), nn.Dropout(dropout), act()) for m, d in in_widths.items()})
