@@ -18,7 +18,7 @@ include: "workflow/rules/common.smk"
 
 wildcard_constraints:
     dataset="|".join(map(re.escape, STUDY["datasets"])),
-    variant="|".join(map(re.escape, STUDY["variants"])),
+    variant="|".join(map(re.escape, labels(config))),  # full, paper/full: configuration x variant
 
 
 include: "workflow/rules/data.smk"

@@ -109,17 +109,24 @@ def check_references(params: dict, source: str = DEFAULT_PARAMS) -> None:
             f"{source}: study.datasets: unknown dataset {', '.join(map(repr, unknown))}; "
             f"the registry has {', '.join(params['datasets'])}"
         )
+    known = params["configurations"]
+    for key, names in (("configuration", [params["configuration"]]), ("study.configurations",
+                                                                       params["study"]["configurations"])):
+        if unknown := [n for n in names if n not in known]:
+            raise ConfigError(f"{source}: {key}: unknown configuration {', '.join(map(repr, unknown))}; "
+                              f"configurations: has {', '.join(map(repr, known))}")
     from maln.model.config import ModelConfig
 
     for name, entry in params["datasets"].items():
         if "budget" in entry and entry["budget"] not in (params.get("budgets") or {}):
             raise ConfigError(f"{source}: datasets.{name}.budget: unknown budget {entry['budget']!r}; budgets: has "
                               f"{', '.join(map(repr, params.get('budgets') or {})) or 'none'}")
-        model = deep_merge(params["model"], dataset_overrides(params, name).get("model", {}))
-        try:
-            ModelConfig.from_dict(model)
-        except ConfigError as e:
-            raise ConfigError(f"{source}: datasets.{name}: {e}") from None
+        for configuration in known:
+            model = deep_merge(params["model"], dataset_overrides(params, name, configuration).get("model", {}))
+            try:
+                ModelConfig.from_dict(model)
+            except ConfigError as e:
+                raise ConfigError(f"{source}: datasets.{name} under configuration {configuration}: {e}") from None
     check_sweep(params, source)
 
 
@@ -128,15 +135,17 @@ def sweep_value(value) -> str:
     return yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
 
 
-def dataset_overrides(params: dict, dataset: str) -> dict:
-    """The model: and train: values a dataset changes: its budget's (budgets.NAME), then its own
+def dataset_overrides(params: dict, dataset: str, configuration: str | None = None) -> dict:
+    """The model: and train: values a dataset changes under a configuration (default: params'
+    `configuration:`): its budget's (budgets.NAME), then the configuration's, then its own
     `overrides:` on top."""
     entry = params["datasets"][dataset]
     budget = (params.get("budgets") or {}).get(entry["budget"], {}) if "budget" in entry else {}
-    return deep_merge(budget, entry.get("overrides", {}))
+    chosen = params["configurations"][configuration or params["configuration"]]
+    return deep_merge(deep_merge(budget, chosen), entry.get("overrides", {}))
 
 
-SWEEPABLE = ("model", "train", "datasets", "budgets")  # what one training job's --set may change
+SWEEPABLE = ("model", "train", "datasets", "budgets", "configurations")  # what one training job's --set may change
 
 
 def check_sweep(params: dict, source: str = DEFAULT_PARAMS) -> None:
@@ -187,12 +196,12 @@ class Params:
                 f"unknown dataset {name!r}; {self.path.name} registers {', '.join(self.data['datasets'])}"
             ) from None
 
-    def run_config(self, dataset: str) -> tuple[dict, dict]:
-        """(model, train) sections for `dataset`: global values, then the dataset's budget and its own
-        overrides, then the command line's --set (so `--set train.epochs=3` means 3 epochs, whatever
-        the dataset)."""
+    def run_config(self, dataset: str, configuration: str | None = None) -> tuple[dict, dict]:
+        """(model, train) sections for `dataset`: global values, then the dataset's budget, the
+        configuration's values (default: `configuration:`) and the dataset's own overrides, then the
+        command line's --set (so `--set train.epochs=3` means 3 epochs, whatever the dataset)."""
         self.dataset(dataset)  # an unknown name is refused by name
-        overrides = dataset_overrides(self.data, dataset)
+        overrides = dataset_overrides(self.data, dataset, configuration)
         merged = {
             "model": deep_merge(self.data["model"], overrides.get("model", {})),
             "train": deep_merge(self.data["train"], overrides.get("train", {})),
@@ -253,8 +262,11 @@ def load_params(path: str | Path = DEFAULT_PARAMS, overrides=()) -> Params:
     return Params(params, path.resolve(), tuple(overrides))
 
 
-def effective_config(params: Params, dataset: str, variant: str, seed: int) -> dict:
-    """What one run is: its dataset, variant, seed and the model: and train: values it trains with
-    (Params.run_config); hashed into the run's metrics.json and the workflow's job parameters."""
-    model, train = params.run_config(dataset)
-    return {"dataset": dataset, "variant": variant, "seed": seed, "model": model, "train": train}
+def effective_config(params: Params, dataset: str, variant: str, seed: int, configuration: str | None = None) -> dict:
+    """What one run is: its dataset, configuration, variant, seed and the model: and train: values it
+    trains with (Params.run_config); hashed into the run's metrics.json and the workflow's job
+    parameters."""
+    configuration = configuration or params.data["configuration"]
+    model, train = params.run_config(dataset, configuration)
+    return {"dataset": dataset, "configuration": configuration, "variant": variant, "seed": seed, "model": model,
+            "train": train}

@@ -38,10 +38,11 @@ SCORES = {  # maln.metrics.classification_metrics
 
 RUN_METRICS = {  # maln/train.py finish: the fields the report reads
     "type": "object",
-    "required": ["dataset", "variant", "seed", "modalities", "class_names", "valid", "test", "best_epoch",
-                 "epochs_run", "config_hash", "store_hash"],
+    "required": ["dataset", "configuration", "variant", "seed", "modalities", "class_names", "valid", "test",
+                 "best_epoch", "epochs_run", "config_hash", "store_hash"],
     "properties": {
-        "dataset": {"type": "string"}, "variant": {"type": "string"}, "seed": COUNT, "modalities": NAMES,
+        "dataset": {"type": "string"}, "configuration": {"type": "string"}, "variant": {"type": "string"},
+        "seed": COUNT, "modalities": NAMES,
         "class_names": NAMES, "valid": SCORES, "test": SCORES, "best_epoch": {"type": "integer", "minimum": 1},
         "epochs_run": {"type": "integer", "minimum": 1}, "config_hash": HASH, "store_hash": HASH,
         "invariance": {"type": "object", "required": ["chance", "common_modality_accuracy",
@@ -71,15 +72,19 @@ def broken(path, problem: str, remedy: str) -> DataError:
 
 def run_remedy(dataset: str, variant: str, seed: int, out=None, sets=()) -> str:
     """The command that writes a run folder again (with --force, as a complete-looking run would
-    otherwise be kept)."""
+    otherwise be kept); `variant` may be a study row label (paper/full)."""
+    from maln.study import RECOMMENDED, parse_label
+
+    configuration, variant = parse_label(variant)
+    sets = ([f"configuration={configuration}"] if configuration != RECOMMENDED else []) + list(sets)
     extra = "".join(f" --set {s}" for s in sets) + (f" --out {io.shown(out)}" if out is not None else "")
     return f"train it again: `maln train --dataset {dataset} --variant {variant} --seed {seed}{extra} --force`"
 
 
 def folder_remedy(folder) -> str:
-    """run_remedy for a run folder named by the study's layout (results/runs/D/V/seedS), else the
-    command's shape."""
-    m = re.search(r"runs/([^/]+)/([^/]+)/seed(\d+)$", Path(folder).absolute().as_posix())
+    """run_remedy for a run folder named by the study's layout (results/runs/D/[CONFIGURATION/]V/seedS),
+    else the command's shape."""
+    m = re.search(r"runs/([^/]+)/((?:[^/]+/)?[^/]+)/seed(\d+)$", Path(folder).absolute().as_posix())
     if m:
         return run_remedy(m[1], m[2], int(m[3]), out=folder)
     return f"train it again: `maln train --dataset DATASET --variant VARIANT --seed SEED --out {io.shown(folder)} --force`"

@@ -13,36 +13,64 @@ from maln.data.shapes import has_oracle
 from maln.model.variants import VARIANTS
 
 
+RECOMMENDED = "recommended"  # the configuration whose rows and run folders carry no prefix
+
+
+def label(configuration: str, variant: str) -> str:
+    """A study row's name, and its run folder below the dataset: the variant, after its configuration
+    unless that is the recommended one (`full`, `paper/full`)."""
+    return variant if configuration == RECOMMENDED else f"{configuration}/{variant}"
+
+
+def parse_label(text: str) -> tuple[str, str]:
+    """label()'s inverse: (configuration, variant)."""
+    configuration, _, variant = text.rpartition("/")
+    return configuration or RECOMMENDED, variant
+
+
 @dataclass(frozen=True)
 class Cell:
     dataset: str
-    variant: str
+    variant: str  # the row's label: the variant, after its configuration (label())
     applicable: bool
     reason: str = ""  # why not, when not applicable
+
+    @property
+    def configuration(self) -> str:
+        return parse_label(self.variant)[0]
+
+    @property
+    def model_variant(self) -> str:
+        return parse_label(self.variant)[1]
 
 
 def modalities(params_data: dict, dataset: str) -> tuple[str, ...]:
     return layouts.get(params_data["datasets"][dataset]["layout"]).modalities
 
 
-def cells(params_data: dict) -> list[Cell]:
-    """Every dataset x variant of the study, applicable or not."""
-    out = []
+def labels(params_data: dict) -> list[str]:
+    """Every row label of the study: each configuration x variant."""
     study = params_data["study"]
-    for d in study["datasets"]:
+    return [label(c, v) for c in study["configurations"] for v in study["variants"]]
+
+
+def cells(params_data: dict) -> list[Cell]:
+    """Every dataset x configuration x variant of the study, applicable or not."""
+    out = []
+    for d in params_data["study"]["datasets"]:
         mods = modalities(params_data, d)
-        for v in study["variants"]:
-            variant = VARIANTS[v]
+        for name in labels(params_data):
+            variant = VARIANTS[parse_label(name)[1]]
             if variant.applicable(mods):
-                out.append(Cell(d, v, True))
+                out.append(Cell(d, name, True))
             else:
                 need = f"no {variant.modality} modality" if variant.modality else "fewer than two modalities"
-                out.append(Cell(d, v, False, need))
+                out.append(Cell(d, name, False, need))
     return out
 
 
 def runs(params_data: dict) -> list[tuple[str, str, int]]:
-    """(dataset, variant, seed) of every run the study trains."""
+    """(dataset, row label, seed) of every run the study trains."""
     return [(c.dataset, c.variant, s) for c in cells(params_data) if c.applicable for s in params_data["study"]["seeds"]]
 
 
@@ -58,6 +86,7 @@ RUN_FILES = ("predictions.csv", "valid_predictions.csv", "history.csv", "feature
 
 
 def run_path(dataset: str, variant: str, seed: int) -> Path:
+    """A run's folder; `variant` is the row label (`full`, `paper/full`)."""
     return Path("results") / "runs" / dataset / variant / f"seed{seed}"
 
 

@@ -33,6 +33,7 @@ from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
 from maln.probes import invariance
+from maln.study import label
 from maln.runs import (RESUME_KEYS, completed, history_row, load_resume_state, log, log_result, remove_checkpoints,
                        run_dir, save_checkpoint, save_run)
 
@@ -87,6 +88,8 @@ class Run:
 
     def __init__(self, params: Params, dataset: str, variant: str, threads: int | None = None):
         self.params, self.dataset, self.variant_name = params, dataset, variant
+        self.configuration = params.data["configuration"]
+        self.label = label(self.configuration, variant)  # the study's row name and run folder: full, paper/full
         self.variant = get_variant(variant)
         self.store = load_store(store_dir(params, dataset))
         self.modalities = self.variant.check(self.store.modalities, dataset)  # NotApplicable: exit 3
@@ -122,7 +125,7 @@ class Run:
         return predict(model, self.data, self.splits[split], cfg.batch_dialogues, cfg.bf16, keep_features, heads)
 
     def train_seed(self, seed: int, out_dir: Path, force: bool = False, progress: bool | None = None) -> dict:
-        name, cfg = f"{self.dataset}/{self.variant_name}/seed{seed}", self.train_cfg
+        name, cfg = f"{self.dataset}/{self.label}/seed{seed}", self.train_cfg
         config = effective_config(self.params, self.dataset, self.variant_name, seed)
         config_hash = io.canonical_hash(config)
         done = completed(out_dir, config_hash, self.store.hash)
@@ -137,7 +140,7 @@ class Run:
         log(f"{name}: {n_params:,} parameters, modalities {'+'.join(self.modalities)}, "
              f"{'/'.join(str(len(self.splits[s])) for s in ('train', 'valid', 'test'))} train/valid/test dialogues, "
              f"device {self.placement.describe()}, {torch.get_num_threads()} threads")
-        epochs_log = EpochLog(cfg.epochs, state, f"{self.variant_name} seed{seed}", progress)
+        epochs_log = EpochLog(cfg.epochs, state, f"{self.label} seed{seed}", progress)
         class_weights = class_weight_vector(self.store, self.device) if cfg.class_weights else None
         while state["epoch"] < cfg.epochs:
             epoch, t0 = state["epoch"] + 1, time.perf_counter()
@@ -199,7 +202,7 @@ def finish(run: Run, model, seed, out_dir, config, config_hash, state, n_params,
         probes = invariance({"specific": test.specific, "common": test.common, "gold": test.gold,
                              "dialogue": test.dialogue})
     metrics = {
-        "dataset": run.dataset, "variant": run.variant_name, "seed": seed,
+        "dataset": run.dataset, "configuration": run.configuration, "variant": run.variant_name, "seed": seed,
         "modalities": list(model.modalities), "class_names": list(names),
         "valid": metrics_of(valid, names), "test": metrics_of(test, names),
         **({"invariance": probes} if probes else {}), "heads": head_scores(valid, test, names),
@@ -213,7 +216,7 @@ def finish(run: Run, model, seed, out_dir, config, config_hash, state, n_params,
         "versions": {"maln": maln.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
     save_run(out_dir, run.store, valid, test, state["history"], model, state["best_score"], metrics)
-    log_result(f"{run.dataset}/{run.variant_name}/seed{seed}", metrics, out_dir)
+    log_result(f"{run.dataset}/{run.label}/seed{seed}", metrics, out_dir)
     return metrics
 
 
@@ -291,6 +294,6 @@ def train(params: Params, dataset: str, variant: str, seeds, out: Path | None = 
     results = []
     for seed in seeds:
         out_dir = Path(out) if out and len(seeds) == 1 else (
-            Path(out) / f"seed{seed}" if out else run_dir(params.root, dataset, variant, seed))
+            Path(out) / f"seed{seed}" if out else run_dir(params.root, dataset, run.label, seed))
         results.append(run.train_seed(seed, out_dir, force))
     return results

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from builders import REPO, nested_aliases, write_params
-from maln.config import diff_overrides, load_params, read_yaml
+from maln.config import diff_overrides, effective_config, load_params, read_yaml
 from maln.data.layouts import LAYOUTS
 from maln.errors import ConfigError
 
@@ -66,6 +66,29 @@ def test_dataset_overrides_replace_only_what_they_name(tmp_path):
     assert params.run_config("synthetic-meld")[1]["epochs"] == shipped["budgets"]["synthetic"]["train"]["epochs"]
     model, _ = params.run_config("iemocap")
     assert model == shipped["model"]
+
+
+def test_one_key_selects_the_papers_configuration_above_the_budget_and_below_the_entry():
+    shipped = yaml.safe_load((REPO / "params.yaml").read_text())
+    paper = shipped["configurations"]["paper"]
+    recommended = load_params(REPO / "params.yaml")
+    chosen = load_params(REPO / "params.yaml", ["configuration=paper"])
+    model, train = chosen.run_config("synthetic-meld")
+    for key, value in paper["model"].items():
+        assert model[key] == (value if not isinstance(value, dict) else {**model[key], **value}), key
+    assert train["grad_clip"] == paper["train"]["grad_clip"] == 0
+    # the budget's sizes stay; the configuration's dropout wins over the budget's; the entry's batch wins
+    assert model["width"] == shipped["budgets"]["synthetic"]["model"]["width"]
+    assert model["context"]["dropout"] == 0.5 != shipped["budgets"]["synthetic"]["model"]["context"]["dropout"]
+    assert train["batch_dialogues"] == 32
+    # the same by name, whatever `configuration:` says; and the recommended one is the model: section as it stands
+    assert recommended.run_config("synthetic-meld", "paper") == (model, train)
+    assert recommended.run_config("iemocap")[0] == shipped["model"]
+    assert effective_config(chosen, "synthetic-meld", "full", 0)["configuration"] == "paper"
+    with pytest.raises(ConfigError, match="configuration: unknown configuration 'papers'"):
+        load_params(REPO / "params.yaml", ["configuration=papers"])
+    with pytest.raises(ConfigError, match="study.configurations: unknown configuration 'nope'"):
+        load_params(REPO / "params.yaml", ["study.configurations=[recommended, nope]"])
 
 
 def test_paths_outside_the_project_are_refused_unless_allowed(tmp_path):

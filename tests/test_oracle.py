@@ -223,7 +223,8 @@ def test_your_own_features_with_their_own_oracle_get_oracle_rows_and_headroom_sh
     yours = {"layout": "conv-emotion-iemocap", "path": "data/raw/yours.pkl", "valid_fraction": 0.3,
              "oracle": {"path": "data/raw/yours.oracle.npz"}, "overrides": TINY_MODEL}
     write_params(tmp_path, {"made": made, "yours": yours}, study_datasets=["yours"],
-                 study={"variants": ["full", "text_only", "audio_only", "visual_only"], "seeds": [0]},
+                 study={"configurations": ["recommended"], "variants": ["full", "text_only", "audio_only", "visual_only"],
+                        "seeds": [0]},
                  report={"bootstrap": 100, "tsne_utterances": 20}, baselines={"logreg_C": [0.1], "mlp_alpha": [1.0]})
     run_maln("synth", "made", cwd=tmp_path, check=True)  # in subprocesses: training in this process would
     # leave it holding memory that the bad-input corpus then counts against every command it forks

@@ -99,6 +99,9 @@ def test_the_remedy_of_a_run_folder_is_the_command_that_writes_it(tmp_path):
     assert readback.folder_remedy(tmp_path / "results/runs/meld/full/seed3") == (
         f"train it again: `maln train --dataset meld --variant full --seed 3 --out "
         f"{tmp_path}/results/runs/meld/full/seed3 --force`")
+    assert readback.folder_remedy(tmp_path / "results/runs/meld/paper/full/seed3") == (
+        f"train it again: `maln train --dataset meld --variant full --seed 3 --set configuration=paper --out "
+        f"{tmp_path}/results/runs/meld/paper/full/seed3 --force`")
     assert "--dataset DATASET" in readback.folder_remedy(tmp_path / "elsewhere")
 
 

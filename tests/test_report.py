@@ -85,7 +85,8 @@ def tiny_study(synthetic_project, tmp_path_factory):
     root = tmp_path_factory.mktemp("report")
     shutil.copytree(synthetic_project / "data", root / "data")
     shutil.copy(synthetic_project / "params.yaml", root / "params.yaml")
-    sets = ["study.variants=[full, text_only, visual_only]", "study.seeds=[0, 1]", "train.epochs=2",
+    sets = ["study.configurations=[recommended]", "study.variants=[full, text_only, visual_only]", "study.seeds=[0, 1]",
+            "train.epochs=2",
             "report.bootstrap=200", "report.tsne_utterances=40"]
     params = load_params(root / "params.yaml", sets)
     for dataset, variant in [("synthetic-iemocap", "full"), ("synthetic-iemocap", "text_only"),

@@ -2,6 +2,7 @@
 GPUs, the offline real-data switch) and DVC (repro twice, commit after a direct run, push/pull,
 metrics and params diff between branches)."""
 
+import csv
 import json
 import shutil
 from itertools import combinations
@@ -247,7 +248,9 @@ def test_your_own_dataset_with_its_oracle_is_planned_and_a_missing_oracle_named(
 @pytest.fixture(scope="module")
 def dvc_repo(tmp_path_factory):
     root = copy_repo(tmp_path_factory.mktemp("dvcrepo"))
-    make_tiny(root, variants=("full", "text_only"), seeds=(0,), epochs=2, datasets=("synthetic-iemocap",))
+    # with the paper's configuration too: its runs go through Snakemake and DVC as the recommended ones do
+    make_tiny(root, variants=("full", "text_only"), seeds=(0,), epochs=2, datasets=("synthetic-iemocap",),
+              configurations=("recommended", "paper"))
     git(root, "init", "-q", "-b", "A")
     git(root, "add", "-A")
     git(root, "commit", "-qm", "tiny study")
@@ -264,6 +267,24 @@ def test_dvc_repro_runs_everything_then_nothing(dvc_repo):
     assert "up to date" in second.stdout or "didn't change" in second.stdout
     status = dvc(root, "status")
     assert "up to date" in status.stdout
+
+
+def test_the_papers_configuration_trains_beside_the_recommended_one_with_labelled_rows(dvc_repo):
+    root, _ = dvc_repo
+    runs = root / "results/runs/synthetic-iemocap"
+    paper = json.loads((runs / "paper/full/seed0/metrics.json").read_text())
+    recommended = json.loads((runs / "full/seed0/metrics.json").read_text())
+    assert (paper["configuration"], paper["variant"], recommended["configuration"]) == ("paper", "full", "recommended")
+    assert (paper["config"]["model"]["training"], recommended["config"]["model"]["training"]) == ("joint", "branchwise")
+    assert paper["config"]["model"]["adversary"] == "reversal" and paper["config"]["train"]["grad_clip"] == 0
+    assert json.loads((runs / "paper/text_only/seed0/metrics.json").read_text())["variant"] == "text_only"
+    main = (root / "results/tables/main.md").read_text()
+    assert "| synthetic-iemocap | paper/full | 1 |" in main and "| synthetic-iemocap | paper/text_only | 1 |" in main
+    with open(root / "results/tables/ablation.csv") as f:
+        against = {r["variant"]: r["reference"] for r in csv.DictReader(f)}
+    # an ablation is read against the full model of its own configuration, paper/full against full
+    assert (against["text_only"], against["paper/text_only"], against["paper/full"]) == ("full", "paper/full", "full")
+    assert "paper/full" in json.loads((root / "results/metrics.json").read_text())["synthetic-iemocap"]
 
 
 def test_dvc_status_reports_the_stages_whose_imported_code_changed(dvc_repo):

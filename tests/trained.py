@@ -36,7 +36,8 @@ ENTRY = {
 
 def build(root: Path) -> Path:
     """The study above in `root` (the shipped params.yaml with the study cut down)."""
-    write_params(root, {DATASET: ENTRY}, study_datasets=[DATASET], study={"variants": [VARIANT], "seeds": [SEED]},
+    write_params(root, {DATASET: ENTRY}, study_datasets=[DATASET],
+                 study={"configurations": ["recommended"], "variants": [VARIANT], "seeds": [SEED]},
                  report={"bootstrap": 100, "tsne_utterances": 20}, baselines={"logreg_C": [0.1], "mlp_alpha": [1.0]})
     for args in (["synth", DATASET], ["prepare", DATASET], ["train", "--dataset", DATASET, "--variant", VARIANT,
                                                               "--seed", str(SEED), "--threads", "1"],

@@ -41,9 +41,10 @@ def copy_repo(dest: Path) -> Path:
 
 
 def make_tiny(root: Path, variants=("full", "text_only", "visual_only"), seeds=(0, 1), epochs=2,
-              datasets=tuple(TINY), **study) -> None:
+              datasets=tuple(TINY), configurations=("recommended",), **study) -> None:
     """Shrink params.yaml in `root`: small synthetic data, few epochs, a few variants, seeds and
-    datasets (of TINY). Learning rates are left to train.lr, so a change of train.lr reaches the runs."""
+    datasets (of TINY), the recommended configuration only unless asked. Learning rates are left to
+    train.lr, so a change of train.lr reaches the runs."""
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
     params["budgets"]["synthetic"]["train"] = {"epochs": epochs, "batch_dialogues": 8}
@@ -51,8 +52,8 @@ def make_tiny(root: Path, variants=("full", "text_only", "visual_only"), seeds=(
         entry = params["datasets"][name]
         entry["synthetic"].update(synth)
         entry.pop("overrides", None)
-    params["study"].update(datasets=list(datasets), variants=list(variants), seeds=list(seeds),
-                           **{"seeds_per_job": 1, **study})
+    params["study"].update(datasets=list(datasets), configurations=list(configurations), variants=list(variants),
+                           seeds=list(seeds), **{"seeds_per_job": 1, **study})
     path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 

@@ -111,6 +111,7 @@ def plot_data(study: Study, root: Path) -> None:
     for name in ("curves", "per_class_f1"):
         shutil.rmtree(root / RESULTS / "plots" / name, ignore_errors=True)
     for (dataset, variant), runs in study.runs.items():
+        variant = variant.replace("/", "-")  # paper/full: one file, paper-full
         n = min(len(r.history) for r in runs)
         lines = ["epoch,train_cross_entropy,valid_weighted_f1"]
         for e in range(n):
@@ -124,7 +125,7 @@ def plot_data(study: Study, root: Path) -> None:
 
 
 # The README's headline table: per dataset, these rows of results/metrics.json (those it has).
-HEADLINE = ("full", "no_sclm", "no_adversary", "text_only", "late_fusion", "logreg_all", "mlp_all")
+HEADLINE = ("full", "no_sclm", "no_adversary", "text_only", "paper/full", "late_fusion", "logreg_all", "mlp_all")
 
 
 def headline(metrics: dict) -> str:

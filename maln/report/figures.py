@@ -10,10 +10,21 @@ import numpy as np
 from maln import io
 from maln.model.variants import VARIANTS
 from maln.report.runs import Study
+from maln.study import RECOMMENDED, parse_label
 
 OKABE_ITO = ["#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000000"]
 VARIANT_COLOURS = dict(zip(VARIANTS, OKABE_ITO))
 MODALITY_COLOURS = {"text": "#0072B2", "audio": "#E69F00", "visual": "#009E73"}
+
+
+def _colour(label: str) -> str:
+    """A row's colour is its variant's, in every configuration; other configurations than the
+    recommended one are drawn hatched (bars) or dashed (lines)."""
+    return VARIANT_COLOURS[parse_label(label)[1]]
+
+
+def _recommended(label: str) -> bool:
+    return parse_label(label)[0] == RECOMMENDED
 
 
 def _plt():
@@ -48,9 +59,12 @@ def _variant_legend(fig, study: Study, below: float = -0.06) -> None:
     """One legend for the whole figure, with every variant that has runs in any panel."""
     from matplotlib.patches import Patch
 
-    shown = [v for v in VARIANTS if any(study.get(d, v) for d in study.datasets())]
-    fig.legend(handles=[Patch(color=VARIANT_COLOURS[v], label=v) for v in shown], loc="lower center",
-               ncol=len(shown), bbox_to_anchor=(0.5, below), fontsize=9)
+    labels = list(dict.fromkeys(c.variant for c in study.cells if study.get(c.dataset, c.variant)))
+    shown = [v for v in VARIANTS if any(parse_label(x)[1] == v for x in labels)]
+    others = sorted({parse_label(x)[0] for x in labels} - {RECOMMENDED})
+    handles = [Patch(color=VARIANT_COLOURS[v], label=v) for v in shown] + [
+        Patch(facecolor="white", edgecolor="0.3", hatch="..", label=f"{c}/… (hatched, dashed)") for c in others]
+    fig.legend(handles=handles, loc="lower center", ncol=len(handles), bbox_to_anchor=(0.5, below), fontsize=9)
 
 
 def ablation_bars(study: Study, path: Path, note: str) -> None:
@@ -58,7 +72,7 @@ def ablation_bars(study: Study, path: Path, note: str) -> None:
     baselines (hatched)."""
     plt = _plt()
     datasets = study.datasets()
-    fig, axes = _panels(plt, len(datasets))
+    fig, axes = _panels(plt, len(datasets), width=6.4)
     rng = np.random.default_rng(0)
     for ax, dataset in zip(axes[0], datasets):
         cells = study.variants(dataset)
@@ -68,8 +82,9 @@ def ablation_bars(study: Study, path: Path, note: str) -> None:
                 ax.text(i, 4, "n/a", ha="center", va="bottom", color="0.35", fontsize=10)
                 continue
             values = np.array([100 * r.metrics["test"]["weighted_f1"] for r in runs])
-            colour = VARIANT_COLOURS[c.variant]
-            ax.bar(i, values.mean(), color=colour, alpha=0.75, width=0.7,
+            colour, plain = _colour(c.variant), _recommended(c.variant)
+            ax.bar(i, values.mean(), color=colour if plain else "white", alpha=0.75 if plain else 1.0, width=0.7,
+                   edgecolor=colour, hatch=None if plain else "..",
                    yerr=values.std(ddof=1) if len(values) > 1 else None, capsize=4, ecolor="0.2")
             ax.scatter(i + rng.uniform(-0.15, 0.15, len(values)), values, s=14, color="black", zorder=3,
                        label="one seed" if i == 0 else None)
@@ -144,8 +159,9 @@ def training_curves(study: Study, path: Path, note: str) -> None:
             epochs = np.arange(1, n + 1)
             for row, (key, scale) in enumerate((("ce", 1.0), ("valid_weighted_f1", 100.0))):
                 values = scale * np.array([[h[key] for h in r.history[:n]] for r in runs])
-                colour = VARIANT_COLOURS[c.variant]
-                axes[row][col].plot(epochs, values.mean(0), color=colour, label=c.variant, lw=1.6)
+                colour = _colour(c.variant)
+                axes[row][col].plot(epochs, values.mean(0), color=colour, label=c.variant, lw=1.6,
+                                    ls="-" if _recommended(c.variant) else "--")
                 axes[row][col].fill_between(epochs, values.min(0), values.max(0), color=colour, alpha=0.15, lw=0)
         axes[0][col].set_title(dataset)
         axes[0][col].set_ylabel("training cross-entropy")
@@ -157,12 +173,14 @@ def training_curves(study: Study, path: Path, note: str) -> None:
 
 
 def per_class_f1(study: Study, path: Path, note: str) -> None:
-    """Per-emotion test F1 of every variant (mean over seeds)."""
+    """Per-emotion test F1 of every variant of the recommended configuration and of every other
+    configuration's full model (mean over seeds)."""
     plt = _plt()
     datasets = study.datasets()
     fig, axes = _panels(plt, len(datasets), width=6.0)
     for ax, dataset in zip(axes[0], datasets):
-        present = [c for c in study.variants(dataset) if study.get(dataset, c.variant)]
+        present = [c for c in study.variants(dataset) if study.get(dataset, c.variant)
+                   and (_recommended(c.variant) or c.model_variant == "full")]
         if not present:
             continue
         names = study.get(dataset, present[0].variant)[0].class_names
@@ -170,8 +188,9 @@ def per_class_f1(study: Study, path: Path, note: str) -> None:
         for k, c in enumerate(present):
             runs = study.get(dataset, c.variant)
             f1 = [np.mean([100 * r.metrics["test"]["per_class"][e]["f1"] for r in runs]) for e in names]
+            colour, plain = _colour(c.variant), _recommended(c.variant)
             ax.bar(np.arange(len(names)) + (k - (len(present) - 1) / 2) * width, f1, width,
-                   color=VARIANT_COLOURS[c.variant], label=c.variant)
+                   color=colour if plain else "white", edgecolor=colour, hatch=None if plain else "..", label=c.variant)
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
         ax.set_ylabel("test F1 (%)")
         ax.set_ylim(0, 100)
@@ -206,16 +225,22 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
     by modality (filled = specific, hollow = common), the same for no_adversary when the study has
     it (what the adversary changes), and the full model by emotion. Invariant common features of
     different modalities mingle; each panel's title gives that run's probe accuracies, linear and
-    MLP, fitted and scored on disjoint test dialogues (maln/probes.py)."""
+    MLP, fitted and scored on disjoint test dialogues (maln/probes.py). Other configurations' full
+    models (paper/full) get a by-modality panel of their own."""
     from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
     plt = _plt()
     datasets = [d for d in study.datasets() if study.get(d, "full")]
-    fig, axes = plt.subplots(max(1, len(datasets)), 3, figsize=(16.0, 5.6 * max(1, len(datasets))), squeeze=False)
+    # by modality: the full model, no_adversary (what the adversary changes), other configurations' full model
+    by_modality = ["full", "no_adversary"] + list(dict.fromkeys(
+        c.variant for c in study.cells if c.model_variant == "full" and not _recommended(c.variant)))
+    columns = 1 + max([sum(bool(study.get(d, v)) for v in by_modality) for d in datasets], default=1)
+    fig, axes = plt.subplots(max(1, len(datasets)), columns, figsize=(5.4 * columns, 5.6 * max(1, len(datasets))),
+                             squeeze=False)
     rng = np.random.default_rng(seed)
     for row, dataset in enumerate(datasets):
-        panels = [("full", "by modality")] + ([("no_adversary", "by modality")] if study.get(dataset, "no_adversary") else [])
+        panels = [(v, "by modality") for v in by_modality if study.get(dataset, v)]
         pick, embedded = None, {}  # the full model's embedding serves both of its panels
         for col, (variant, _) in enumerate(panels + [("full", "by emotion")]):
             run = study.get(dataset, variant)[0]
@@ -258,7 +283,7 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
                       frameon=False)
             ax.set_xlabel("t-SNE 1")
             ax.set_ylabel("t-SNE 2")
-        for col in range(len(panels) + 1, 3):
+        for col in range(len(panels) + 1, columns):
             axes[row][col].set_visible(False)
     fig.subplots_adjust(hspace=0.7, wspace=0.22)
     first = study.get(datasets[0], "full")[0].seed if datasets else "-"

@@ -9,13 +9,13 @@ import numpy as np
 
 from maln import io, readback
 from maln.errors import MalnError
-from maln.study import Cell, baseline_path, cells, run_path
+from maln.study import Cell, baseline_path, cells, label, run_path
 
 
 @dataclass
 class Run:
     dataset: str
-    variant: str
+    variant: str  # the study row's label (full, paper/full)
     seed: int
     path: Path
     metrics: dict
@@ -90,9 +90,10 @@ def load_run(path: Path, dataset: str, variant: str, seed: int) -> Run:
     """One run folder, every file the report reads checked (maln/readback.py)."""
     remedy = readback.run_remedy(dataset, variant, seed)
     metrics = readback.read_metrics(path / "metrics.json", remedy)
-    if (metrics["dataset"], metrics["variant"], metrics["seed"]) != (dataset, variant, seed):
-        raise readback.broken(path / "metrics.json", f"records the run {metrics['dataset']}/{metrics['variant']}/"
-                                                     f"seed{metrics['seed']}, not {dataset}/{variant}/seed{seed}", remedy)
+    recorded = (metrics["dataset"], label(metrics["configuration"], metrics["variant"]), metrics["seed"])
+    if recorded != (dataset, variant, seed):
+        raise readback.broken(path / "metrics.json", f"records the run {recorded[0]}/{recorded[1]}/seed{recorded[2]}, "
+                                                     f"not {dataset}/{variant}/seed{seed}", remedy)
     history = readback.read_history(path / "history.csv", remedy, metrics["epochs_run"])
     names, n = metrics["class_names"], metrics["test"]["n"]
     rows = readback.read_predictions(path / "predictions.csv", remedy, names, n)

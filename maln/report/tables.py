@@ -11,6 +11,7 @@ from maln.report import invariance, references
 from maln.report.formats import NA, fmt as _fmt, write
 from maln.report.runs import Study
 from maln.report.stats import bootstrap_delta_wf1, mean_std, paired_t_test
+from maln.study import label
 
 SCORES = {"acc": "accuracy", "wf1": "weighted_f1", "mf1": "macro_f1"}
 
@@ -88,23 +89,27 @@ def ablation_table(study: Study, n_boot: int, confidence: float, seed: int) -> l
         for c in study.variants(dataset):
             if c.variant == "full":
                 continue
-            row = {"dataset": dataset, "variant": c.variant}
+            # an ablation against the full model of its configuration; another configuration's full
+            # model against the recommended one
+            reference = "full" if c.model_variant == "full" else label(c.configuration, "full")
+            row = {"dataset": dataset, "variant": c.variant, "reference": reference}
             runs = {r.seed: r for r in study.get(dataset, c.variant)}
-            seeds = sorted(set(full) & set(runs))
+            ref = {r.seed: r for r in study.get(dataset, reference)}
+            seeds = sorted(set(ref) & set(runs))
             if not c.applicable or not seeds:
-                row.update(n=0, note=f"n/a: {c.reason}" if not c.applicable else "n/a: no full model in the study")
+                row.update(n=0, note=f"n/a: {c.reason}" if not c.applicable else f"n/a: no {reference} in the study")
                 rows.append(row)
                 continue
             a = [100 * runs[s].metrics["test"]["weighted_f1"] for s in seeds]
-            b = [100 * full[s].metrics["test"]["weighted_f1"] for s in seeds]
+            b = [100 * ref[s].metrics["test"]["weighted_f1"] for s in seeds]
             t, p = paired_t_test(a, b)
-            gold = full[seeds[0]].gold
+            gold = ref[seeds[0]].gold
             for s in seeds:
-                if not np.array_equal(runs[s].gold, gold) or not np.array_equal(full[s].gold, gold):
+                if not np.array_equal(runs[s].gold, gold) or not np.array_equal(ref[s].gold, gold):
                     raise ValueError(f"{dataset}: runs disagree on the test utterances; were they trained on one store?")
-            delta, lo, hi = bootstrap_delta_wf1(gold, [runs[s].pred for s in seeds], [full[s].pred for s in seeds],
-                                                len(full[seeds[0]].class_names), n_boot, confidence, seed,
-                                                full[seeds[0]].dialogue)
+            delta, lo, hi = bootstrap_delta_wf1(gold, [runs[s].pred for s in seeds], [ref[s].pred for s in seeds],
+                                                len(ref[seeds[0]].class_names), n_boot, confidence, seed,
+                                                ref[seeds[0]].dialogue)
             d_mean, d_std = mean_std(np.subtract(a, b))
             row.update(n=len(seeds), wf1_mean=float(np.mean(a)), full_wf1_mean=float(np.mean(b)), delta_wf1_mean=d_mean,
                        delta_wf1_std=d_std, ci_low=100 * lo, ci_high=100 * hi, paired_t=t, paired_p=p, note="")
@@ -123,7 +128,8 @@ def ablation_table(study: Study, n_boot: int, confidence: float, seed: int) -> l
                                                 len(full[seeds[0]].class_names), n_boot, confidence, seed,
                                                 full[seeds[0]].dialogue)
             d_mean, d_std = mean_std(np.subtract(a, b))
-            rows.append({"dataset": dataset, "variant": base.label, "n": len(seeds), "wf1_mean": float(np.mean(a)),
+            rows.append({"dataset": dataset, "variant": base.label, "reference": "full", "n": len(seeds),
+                         "wf1_mean": float(np.mean(a)),
                          "full_wf1_mean": float(np.mean(b)), "delta_wf1_mean": d_mean, "delta_wf1_std": d_std,
                          "ci_low": 100 * lo, "ci_high": 100 * hi, "paired_t": t, "paired_p": p, "note": ""})
     return rows
@@ -239,13 +245,16 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
     body = []
     for r in rows:
         if not r["n"]:
-            body.append([r["dataset"], r["variant"], NA, NA, NA, NA, "–"])
+            body.append([r["dataset"], r["variant"], NA, r["reference"], NA, NA, NA, "–"])
             continue
         p = r["paired_p"]
-        body.append([r["dataset"], r["variant"], f"{r['wf1_mean']:.2f}", _fmt(r["delta_wf1_mean"], r["delta_wf1_std"]),
+        body.append([r["dataset"], r["variant"], f"{r['wf1_mean']:.2f}", r["reference"],
+                     _fmt(r["delta_wf1_mean"], r["delta_wf1_std"]),
                      f"[{r['ci_low']:+.2f}, {r['ci_high']:+.2f}]", NA if math.isnan(p) else f"{p:.3f}", str(r["n"])])
-    write(out, "ablation", rows, ["Dataset", "Variant", "WF1", "Δ WF1 vs full", f"{pct}% CI (bootstrap)", "paired t p", "n"],
-           body, f"Ablations and baselines: test weighted F1 (%) and its change against the full model, paired by seed "
+    write(out, "ablation", rows, ["Dataset", "Variant", "WF1", "Against", "Δ WF1", f"{pct}% CI (bootstrap)", "paired t p",
+                                  "n"],
+           body, f"Ablations and baselines: test weighted F1 (%) and its change against the full model of the same "
+                 f"configuration (another configuration's full model: against the recommended full), paired by seed "
                  f"(mean ± std of the per-seed differences; a baseline is one fit, compared with every seed); {pct}% "
                  f"percentile bootstrap interval resampling test dialogues, not utterances ({n_boot} resamples); "
                  f"two-sided paired t-test across seeds. {source}")

@@ -14,7 +14,7 @@ from maln.data.fetch import raw_files, verify
 from maln.data.shapes import has_oracle
 from maln.errors import MalnError
 from maln.config import Params
-from maln.study import RUN_FILES, SWEEP_VARIANT, TABLES, report_outputs as aggregate_outputs, baseline_path, oracle_file as registry_oracle, runs, seed_chunks, sweep_path, sweep_runs
+from maln.study import RUN_FILES, SWEEP_VARIANT, TABLES, report_outputs as aggregate_outputs, baseline_path, labels, oracle_file as registry_oracle, parse_label, runs, seed_chunks, sweep_path, sweep_runs
 
 _SHIPPED = read_params_file("params.yaml")
 
@@ -80,10 +80,20 @@ def data_config(wildcards):
 
 def train_config(seeds):
     def config_hash(wildcards):
-        runs_ = [effective_config(PARAMS, wildcards.dataset, wildcards.variant, s) for s in seeds]
+        configuration, variant = parse_label(wildcards.variant)
+        runs_ = [effective_config(PARAMS, wildcards.dataset, variant, s, configuration) for s in seeds]
         return canonical_hash([runs_, CODE["train"]])
 
     return config_hash
+
+
+def configuration_of(wildcards):
+    """A job's configuration and variant, from its row label (`paper/full`: paper, full)."""
+    return parse_label(wildcards.variant)[0]
+
+
+def variant_of(wildcards):
+    return parse_label(wildcards.variant)[1]
 
 
 def baseline_config(wildcards):

@@ -1,5 +1,6 @@
-# One training job per dataset x variant x seed (study.seeds_per_job > 1 groups seeds into one
-# process: one rule per group of seeds, since a rule's outputs cannot vary in number).
+# One training job per dataset x configuration x variant x seed (study.seeds_per_job > 1 groups seeds
+# into one process: one rule per group of seeds, since a rule's outputs cannot vary in number). The
+# {variant} wildcard is the study's row label: `full`, or `paper/full` for another configuration.
 
 _RESOURCES = train_resources()
 
@@ -24,12 +25,15 @@ for _chunk in seed_chunks(config):
             **_RESOURCES,
         params:
             maln=MALN,
-            sets=sets("datasets.{dataset}", "budgets", "model", "train"),
+            sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train"),
             seeds=" ".join(map(str, _chunk)),
             config=train_config(_chunk),
+            variant=variant_of,
+            configuration=configuration_of,
         shell:
-            "{params.maln} train --dataset {wildcards.dataset} --variant {wildcards.variant} "
-            "--seed {params.seeds} --threads {threads} {params.sets} 2> {log}"
+            "{params.maln} train --dataset {wildcards.dataset} --variant {params.variant} "
+            "--seed {params.seeds} --threads {threads} {params.sets} --set configuration={params.configuration} "
+            "2> {log}"
 
 
 # A sweep (params.yaml `sweep:`): one job per key x value x dataset x seed, the value passed on as
@@ -54,7 +58,7 @@ rule train_sweep:
     params:
         maln=MALN,
         variant=SWEEP_VARIANT,
-        sets=sets("datasets.{dataset}", "budgets", "model", "train"),
+        sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train"),
         config=sweep_config,
     shell:
         "{params.maln} train --dataset {wildcards.dataset} --variant {params.variant} --seed {wildcards.seed} "
