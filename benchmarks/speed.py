@@ -4,6 +4,7 @@ shapes, printed as a table (and written as Markdown with --out).
     python benchmarks/speed.py                       # CPU with 2 threads, and CUDA when present
     python benchmarks/speed.py --shape iemocap --device cpu --threads 2 --epochs 3
     python benchmarks/speed.py --shape iemocap --path fast --adversary reversal erasure   # modes side by side
+    python benchmarks/speed.py --shape iemocap --device cpu --path fast --authors /tmp/authors-maln   # against theirs
 
 Shapes (synthetic data written in the real layouts, read through the real readers and store):
   iemocap: 120 training dialogues of 24..110 utterances, 2 parties, text 1024 / audio 100 /
@@ -15,8 +16,14 @@ visual 512, audio 100; width 100; batches of 32 dialogues), variant `full`.
 Paths: `fast` is the training loop the study runs (length-bucketed batches, packed GRUs, data on
 the device, one host sync per epoch); `plain` is the same model and losses run the straightforward
 way (random batches padded to their longest dialogue, a host sync per batch), for comparison in
-the same process. The authors' implementation measured about 40 s per training epoch and 12 s per
-evaluation pass at the iemocap shape on this machine class (2 CPU threads; see the README).
+the same process.
+
+With --authors PATH (a checkout of github.com/rmjrmj/MALN), the authors' model is timed in the same
+run at the iemocap shape on CPU (benchmarks/authors_speed.py, in a process of its own), and the
+table compares their training epoch with an epoch of this project with everything it needs: the
+training pass, the eraser's refit over the training split and the validation pass (over the
+validation share of data.valid_fraction) that selection reads; the test curve
+(train.record_test_curve) is reported apart, as it serves the protocol table only.
 """
 
 from __future__ import annotations
@@ -51,10 +58,6 @@ SHAPES = {
     "meld": {"layout": "synthetic-meld", "train": 1152, "test": 280, "length": [1, 24],
              "dims": {"text": 600, "audio": 300}},
 }
-ANCHOR = {"iemocap": {"train_s": 40.0, "eval_s": 12.0}}  # the authors' code, 2 CPU threads (issue 6)
-# The authors' model's size at the paper's configuration, as the README of the previous release
-# quoted it; their code does not run as released, so it is not rebuilt here (README, Performance).
-AUTHORS_PARAMETERS_M = 77.0
 
 
 def build(shape: str, root: Path, dialogues: int | None = None):
@@ -134,7 +137,9 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
     ContextEncoder.fused_cpu_gru = path == "fast"
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    train_s, eval_s, test_s, refit_s = [], [], [], []
+    train_s, eval_s, test_s, refit_s, valid_s = [], [], [], [], []
+    # the validation split a real run of this shape holds out (data.valid_fraction of the file's dialogues)
+    valid = dialogues[:max(1, round(params.data["data"]["valid_fraction"] * len(dialogues)))]
     for epoch in range(epochs + 1):  # the first epoch is a warm-up, not counted
         rng = np.random.default_rng(epoch)
         sync(run.device)
@@ -150,53 +155,66 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
         sync(run.device)
         t3 = time.perf_counter()
         # what the erasure adversary adds to every epoch: its statistics, one pass over the training split
-        fit_eraser(model, run.data, run.splits["train"], run.train_cfg.batch_dialogues, run.train_cfg.bf16)
+        fit_eraser(model, run.data, dialogues, run.train_cfg.batch_dialogues, run.train_cfg.bf16)
         sync(run.device)
         t4 = time.perf_counter()
+        # what selection reads every epoch: one pass over the validation split (its share of the file)
+        predict(model, run.data, valid, run.train_cfg.batch_dialogues, run.train_cfg.bf16, heads=True)
+        sync(run.device)
+        t5 = time.perf_counter()
         if epoch:
             train_s.append(t1 - t0)
             eval_s.append(t2 - t1)
             test_s.append(t3 - t2)
             refit_s.append(t4 - t3)
+            valid_s.append(t5 - t4)
     utterances = int(run.data.lengths[dialogues].sum())
     peak = (torch.cuda.max_memory_allocated() / 2**20 if device == "cuda"
             else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     return {
         "shape": shape, "path": path, "variant": variant, "device": run.placement.describe(), "threads": torch.get_num_threads(),
         "train_s": statistics.median(train_s), "eval_s": statistics.median(eval_s), "test_s": statistics.median(test_s),
-        "refit_s": statistics.median(refit_s), "adversary": run.model_cfg.adversary,
+        "refit_s": statistics.median(refit_s), "valid_s": statistics.median(valid_s), "valid_dialogues": len(valid),
+        "adversary": run.model_cfg.adversary,
         "utt_per_s": utterances / statistics.median(train_s), "peak_mib": peak,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "dialogues": len(dialogues),
         "utterances": utterances,
     }
 
 
-def table(rows: list[dict], epochs: int) -> str:
-    head = ("| shape | path | device | threads | train s/epoch | eval s/pass | train utt/s | peak MiB | params (M) "
-            "| vs anchor (train) |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-    lines = []
-    for r in rows:
-        anchor = ANCHOR.get(r["shape"])
-        ratio = f"{anchor['train_s'] / r['train_s']:.2f}x" if anchor and r["device"].startswith("cpu") and r["threads"] == 2 else "–"
-        lines.append(f"| {r['shape']} ({r['dialogues']} dialogues, {r['utterances']} utt.) | {r['path']}, {r['adversary']} | {r['device']} | "
-                     f"{r['threads']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['utt_per_s']:.0f} | {r['peak_mib']:.0f} | "
-                     f"{r['params_m']:.1f} | {ratio} |")
+def table(rows: list[dict], epochs: int, authors: dict | None = None) -> str:
+    head = ("| shape | path | device | threads | train s/epoch | eval s/pass | train utt/s | peak MiB | params (M) |\n"
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+    lines = [f"| {r['shape']} ({r['dialogues']} dialogues, {r['utterances']} utt.) | {r['path']}, {r['adversary']} | "
+             f"{r['device']} | {r['threads']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['utt_per_s']:.0f} | "
+             f"{r['peak_mib']:.0f} | {r['params_m']:.1f} |" for r in rows]
     fast = [r for r in rows if r["path"] == "fast"]
     notes = [f"- Recording the test curve (train.record_test_curve) adds one pass over the test split per epoch: "
              f"{r['test_s']:.2f} s at the {r['shape']} shape on {r['device']}, {100 * r['test_s'] / r['train_s']:.0f} % of a "
              f"training epoch." for r in fast]
     notes += [f"- The {r['adversary']} adversary refits its statistics on the training split after every epoch: "
               f"{r['refit_s']:.2f} s at the {r['shape']} shape on {r['device']}, {100 * r['refit_s'] / r['train_s']:.0f} % of "
-              f"a training epoch (not in the train column, as evaluation passes are not)"
-              + (f"; with it, {ANCHOR[r['shape']]['train_s'] / (r['train_s'] + r['refit_s']):.2f}x the anchor."
-                 if r["shape"] in ANCHOR and r["device"].startswith("cpu") and r["threads"] == 2 else ".")
-              for r in fast if r["adversary"] == "erasure"]
-    notes += [f"- Parameters at the {r['shape']} shape: this implementation {r['params_m']:.1f} M; the authors' model "
-              f"about {AUTHORS_PARAMETERS_M:.0f} M by their count (not rebuilt here; README, Performance)."
-              for r in fast if r["shape"] == "iemocap"][:1]
-    return head + "\n".join(lines) + (f"\n\nMedian of {epochs} epochs after one warm-up epoch; each row runs in its own "
-                                       "process; peak memory is that process's maximum RSS on CPU and torch's peak "
-                                       "allocation on CUDA.\n\n" + "\n".join(notes) + "\n")
+              f"a training epoch." for r in fast if r["adversary"] == "erasure"]
+    text = head + "\n".join(lines) + (f"\n\nMedian of {epochs} epochs after one warm-up epoch; each row runs in its own "
+                                      "process; peak memory is that process's maximum RSS on CPU and torch's peak "
+                                      "allocation on CUDA.\n\n" + "\n".join(notes) + "\n")
+    if authors:
+        ours = [r for r in fast if r["shape"] == "iemocap" and r["device"].startswith("cpu")]
+        text += ("\n### Against the authors' model, measured in this run\n\n"
+                 "| model | training pass | eraser refit | validation pass | epoch with everything it needs | "
+                 "parameters (M) | speed-up |\n| --- | --- | --- | --- | --- | --- | --- |\n"
+                 f"| the authors' (their code, {authors['dialogues']} dialogues) | {authors['seconds_per_epoch']:.2f} | – | – | "
+                 f"{authors['seconds_per_epoch']:.2f} | {authors['parameters'] / 1e6:.1f} | 1.00x |\n")
+        for r in ours:
+            total = r["train_s"] + (r["refit_s"] if r["adversary"] == "erasure" else 0.0) + r["valid_s"]
+            text += (f"| this project's, {r['adversary']} ({r['dialogues']} dialogues, validation "
+                     f"{r['valid_dialogues']}) | {r['train_s']:.2f} | "
+                     f"{r['refit_s'] if r['adversary'] == 'erasure' else 0:.2f} | {r['valid_s']:.2f} | {total:.2f} | "
+                     f"{r['params_m']:.1f} | {authors['seconds_per_epoch'] / total:.2f}x |\n")
+        text += (f"\nThe authors' epoch: forward, loss, backward and Adam step over the same number of dialogues of "
+                 f"the same lengths (benchmarks/authors_speed.py; their code from {authors['path']}); stand-ins for "
+                 f"modules that are not installed: {', '.join(authors['stand_ins']) or 'none'}.\n")
+    return text
 
 
 def measure_in_child(params_path: Path, shape: str, device: str, threads: int, epochs: int, path: str,
@@ -263,6 +281,7 @@ def main(argv=None) -> int:
     ap.add_argument("--adversary", nargs="+", choices=ADVERSARIES,
                     help="measure each of these model.adversary modes side by side (default: params.yaml's)")
     ap.add_argument("--dialogues", type=int, help="training dialogues (default: the shape's; fewer for a quick check)")
+    ap.add_argument("--authors", type=Path, help="a checkout of github.com/rmjrmj/MALN: time their model in this run too")
     ap.add_argument("--out", type=Path, help="also write the table as Markdown here")
     args = ap.parse_args(argv)
     if args.child:  # one measurement, for measure_in_child
@@ -287,8 +306,18 @@ def main(argv=None) -> int:
                         rows.append(r)
                         print(f"{shape} {path} {r['adversary']} {r['device']}: {r['train_s']:.2f} s/epoch, "
                               f"{r['eval_s']:.2f} s/eval, {r['refit_s']:.2f} s refit", file=sys.stderr, flush=True)
+    authors = None
+    if args.authors and "iemocap" in args.shape and "cpu" in args.device:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from authors_speed import authors_epoch_seconds
+
+        spec = SHAPES["iemocap"]
+        authors = authors_epoch_seconds(args.authors, args.threads, args.epochs, args.dialogues or spec["train"],
+                                        tuple(spec["length"])) | {"path": str(args.authors)}
+        print(f"the authors' model: {authors['seconds_per_epoch']:.2f} s/epoch", file=sys.stderr, flush=True)
     text = (f"torch {torch.__version__}, Python {platform.python_version()}, {platform.machine()}, "
-            f"{time.strftime('%Y-%m-%d')}\n\n" + table(rows, args.epochs))
+            f"{time.strftime('%Y-%m-%d')}\n\n" + table(rows, args.epochs, authors)
+            + f"\n`python benchmarks/speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`\n")
     print(text)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -111,11 +111,17 @@ def head_scores(valid: Predictions, test: Predictions, class_names) -> dict:
     return out
 
 
+@torch.no_grad()
 def fit_eraser(model, data, dialogues, batch_size: int, bf16: bool = False) -> None:
     """The `erasure` adversary's evaluation statistics: those of `dialogues` (the training split)
-    in evaluation mode, one pass (amdm.LinearEraser). Nothing for any other model."""
+    in evaluation mode, one pass of AMDM alone (MALN.decompose; amdm.LinearEraser). Nothing for any
+    other model."""
     eraser = model.amdm.eraser if getattr(model, "amdm", None) is not None else None
     if eraser is not None:
+        model.eval()
         eraser.begin_fit()
-        predict(model, data, dialogues, batch_size, bf16)
+        for idx in data.eval_batches(dialogues, batch_size):
+            b = data.batch(idx)
+            with autocast(data.device, bf16):
+                model.decompose(b.features, b.speakers, b.mask, b.lengths)
         eraser.end_fit()

@@ -1,12 +1,11 @@
 """`maln train`: one dataset x variant, one or several seeds.
 
-Model selection is on the validation split (weighted F1); the test split is evaluated once, with
-the selected weights. Every epoch ends with an atomic checkpoint (model, optimiser, best weights,
-history) and its SHA-256, so a killed run started again with the same command resumes where it
-stopped and ends with the same metrics: each epoch reseeds every random generator from
-(seed, epoch), so nothing depends on how many epochs ran in this process. (The authors' code reset
-the seed inside each pass, giving the same data order every epoch; here the order differs per
-epoch and is still reproducible.)
+Model selection is on the validation split (weighted F1); the test split is evaluated once, with the
+selected weights. Every epoch ends with an atomic checkpoint (model, optimiser, best weights, history)
+and its SHA-256, so a killed run started again with the same command resumes where it stopped and ends
+with the same metrics: each epoch reseeds every random generator from (seed, epoch), so nothing depends
+on how many epochs ran in this process. (The authors' code reset the seed inside each pass, giving the
+same data order every epoch; here it differs per epoch and is still reproducible.)
 """
 
 from __future__ import annotations
@@ -89,7 +88,7 @@ class Run:
     def __init__(self, params: Params, dataset: str, variant: str, threads: int | None = None):
         self.params, self.dataset, self.variant_name = params, dataset, variant
         self.configuration = params.data["configuration"]
-        self.label = label(self.configuration, variant)  # the study's row name and run folder: full, paper/full
+        self.run_label = label(self.configuration, variant)  # its row and run folder: full, paper/full
         self.variant = get_variant(variant)
         self.store = load_store(store_dir(params, dataset))
         self.modalities = self.variant.check(self.store.modalities, dataset)  # NotApplicable: exit 3
@@ -101,7 +100,9 @@ class Run:
         self.placement: Placement = place(self.train_cfg.device)
         self.device = self.placement.device
         if self.device.type == "cpu":
-            torch.use_deterministic_algorithms(True)
+            # the public torch.use_deterministic_algorithms also imports torch._inductor (1.8 s of every
+            # process) to tell compiled graphs, and nothing is compiled on CPU (train.compile: CUDA only)
+            getattr(torch._C, "_set_deterministic_algorithms", torch.use_deterministic_algorithms)(True)
             # ...which also NaN-fills every fresh allocation, costing seconds per epoch at the paper's
             # sizes; nothing here reads memory it has not written, so results stay deterministic.
             torch.utils.deterministic.fill_uninitialized_memory = False
@@ -125,7 +126,7 @@ class Run:
         return predict(model, self.data, self.splits[split], cfg.batch_dialogues, cfg.bf16, keep_features, heads)
 
     def train_seed(self, seed: int, out_dir: Path, force: bool = False, progress: bool | None = None) -> dict:
-        name, cfg = f"{self.dataset}/{self.label}/seed{seed}", self.train_cfg
+        name, cfg = f"{self.dataset}/{self.run_label}/seed{seed}", self.train_cfg
         config = effective_config(self.params, self.dataset, self.variant_name, seed)
         config_hash = io.canonical_hash(config)
         done = completed(out_dir, config_hash, self.store.hash)
@@ -140,7 +141,7 @@ class Run:
         log(f"{name}: {n_params:,} parameters, modalities {'+'.join(self.modalities)}, "
              f"{'/'.join(str(len(self.splits[s])) for s in ('train', 'valid', 'test'))} train/valid/test dialogues, "
              f"device {self.placement.describe()}, {torch.get_num_threads()} threads")
-        epochs_log = EpochLog(cfg.epochs, state, f"{self.label} seed{seed}", progress)
+        epochs_log = EpochLog(cfg.epochs, state, f"{self.run_label} seed{seed}", progress)
         class_weights = class_weight_vector(self.store, self.device) if cfg.class_weights else None
         while state["epoch"] < cfg.epochs:
             epoch, t0 = state["epoch"] + 1, time.perf_counter()
@@ -216,7 +217,7 @@ def finish(run: Run, model, seed, out_dir, config, config_hash, state, n_params,
         "versions": {"maln": maln.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
     save_run(out_dir, run.store, valid, test, state["history"], model, state["best_score"], metrics)
-    log_result(f"{run.dataset}/{run.label}/seed{seed}", metrics, out_dir)
+    log_result(f"{run.dataset}/{run.run_label}/seed{seed}", metrics, out_dir)
     return metrics
 
 
@@ -294,6 +295,6 @@ def train(params: Params, dataset: str, variant: str, seeds, out: Path | None = 
     results = []
     for seed in seeds:
         out_dir = Path(out) if out and len(seeds) == 1 else (
-            Path(out) / f"seed{seed}" if out else run_dir(params.root, dataset, run.label, seed))
+            Path(out) / f"seed{seed}" if out else run_dir(params.root, dataset, run.run_label, seed))
         results.append(run.train_seed(seed, out_dir, force))
     return results

@@ -411,3 +411,26 @@ def test_combination_on_a_validation_split_of_400_utterances_rarely_weights_nois
         weighted += bool(w[1:].any())
         total += w[1:].sum()
     assert weighted <= 5 and total / 30 <= 0.05
+
+
+@pytest.mark.parametrize("amdm_reads", ["features", "branches"])
+def test_the_erasers_refit_on_amdm_alone_equals_the_refit_through_the_whole_model(data, amdm_reads):
+    """fit_eraser runs AMDM alone where it reads the features (the branches are most of an epoch's
+    time); its statistics are those of the whole model's pass over the same dialogues."""
+    from dataclasses import replace
+
+    from maln.inference import fit_eraser, predict
+
+    torch.manual_seed(0)
+    model = MALN(DIMS, 7, replace(CFG, training="branchwise", amdm_reads=amdm_reads, adversary="erasure"),
+                 VARIANTS["full"])
+    eraser = model.amdm.eraser
+    dialogues = np.arange(8)
+    eraser.begin_fit()
+    predict(model, data, dialogues, 3)  # the whole model, as the refit was before
+    eraser.end_fit()
+    whole = (eraser.means.clone(), eraser.cov.clone())
+    eraser.means.zero_(), eraser.cov.zero_()
+    fit_eraser(model, data, dialogues, 3)
+    assert torch.equal(eraser.means, whole[0]) and torch.equal(eraser.cov, whole[1])
+    assert eraser.fitted and whole[1].abs().sum() > 0

@@ -144,6 +144,14 @@ class MALN(nn.Module):
             features = {m: features[m] * on[:, i, None, None].to(features[m].dtype) for i, m in enumerate(self.modalities)}
         return features
 
+    def decompose(self, features: dict, speakers: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> None:
+        """AMDM's pass alone, for the eraser's refit (inference.fit_eraser): on the features AMDM needs
+        no branch, so the context encoders and SCLM (most of an epoch's time) are skipped."""
+        if self.amdm_reads_features:
+            self.amdm(self.prepare_inputs(features, mask), mask)
+        else:
+            self(features, speakers, mask, lengths)
+
     def forward(self, features: dict, speakers: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> MALNOutput:
         features = self.prepare_inputs(features, mask)
         h = {}
