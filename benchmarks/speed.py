@@ -1,5 +1,5 @@
-"""Training and evaluation speed of MALN at the paper's configuration, on data of the benchmarks'
-shapes, printed as a table (and written as Markdown with --out).
+"""Training and evaluation speed of MALN at the paper's sizes (params.yaml model: and train:), on data
+of the benchmarks' shapes, printed as a table (and written as Markdown with --out).
 
     python benchmarks/speed.py                       # CPU with 2 threads, and CUDA when present
     python benchmarks/speed.py --shape iemocap --device cpu --threads 2 --epochs 3

@@ -18,19 +18,22 @@ def combine(log_probs: list, weights, log_prior: np.ndarray) -> np.ndarray:
     return sum(wk * lp for wk, lp in zip(weights, log_probs)) - (weights.sum() - 1) * log_prior
 
 
-def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, anchor: int) -> np.ndarray:
+def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, anchor) -> np.ndarray:
     """Weights of classifiers combined by Bayes' rule (MALN.combine), chosen on (validation)
     utterances by the log-likelihood of the gold labels under the combined posterior: the
-    anchor's weight is 1, every other from COMBINATION_GRID; ties go to the smaller total weight.
+    anchor's weight is 1, every other from COMBINATION_GRID; with several anchors (a tuple), each
+    in turn at 1, the first on ties. Ties go to the smaller total weight. One head stays at 1, so
+    the likelihood cannot temper every head and add the class prior back.
     The likelihood, not the weighted F1: F1 moves only where an argmax flips, so on a few hundred
     utterances a classifier of pure noise, given weight, wins some of the grid's 5^k comparisons
     by chance (it did on synthetic-iemocap-noise, docs/deviations.md); the likelihood reads
     every utterance's probabilities and a noise classifier lowers it. log_probs: one [N, C] array
     per classifier."""
-    others = [k for k in range(len(log_probs)) if k != anchor]
     rows = np.arange(len(gold))
     best = None
-    for ws in itertools.product(COMBINATION_GRID, repeat=len(others)):
+    for anchor, ws in ((a, ws) for a in np.atleast_1d(anchor)
+                       for ws in itertools.product(COMBINATION_GRID, repeat=len(log_probs) - 1)):
+        others = [k for k in range(len(log_probs)) if k != anchor]
         w = np.zeros(len(log_probs))
         w[anchor], w[others] = 1.0, ws
         z = combine(log_probs, w, log_prior)

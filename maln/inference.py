@@ -74,14 +74,15 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
 
 def fit_combination(model, valid: Predictions) -> dict:
     """Choose a branchwise model's combination of its heads (the fusion classifier, then each
-    modality's; text, or the first modality, at weight 1) on `valid` (the validation split's
-    predictions, with heads), set it on the model, and turn valid.probs into the new combination's.
+    modality's) on `valid` (the validation split's predictions, with heads): text (or the first
+    modality) or the fusion classifier at weight 1, whichever the validation likelihood prefers
+    (text on ties); set it on the model, and turn valid.probs into the new combination's.
     Returns the weights by head name."""
     names = ("fusion", *model.modalities)
     log_probs = [valid.heads[n] for n in names]
     log_prior = model.log_prior.cpu().numpy()
-    anchor = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
-    w = choose_combination(log_probs, valid.gold, log_prior, anchor)
+    text = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
+    w = choose_combination(log_probs, valid.gold, log_prior, (text, 0))
     model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
     valid.probs = posterior(log_probs, w, log_prior).astype(np.float32)
     return dict(zip(names, map(float, w)))

@@ -90,3 +90,59 @@ def test_benchmark_script_runs(tmp_path):
     table = out.read_text()
     assert "| meld (12 dialogues" in table and "| fast, erasure | cpu |" in table and "| plain, erasure | cpu |" in table
     assert "refits its statistics on the training split" in table
+
+
+FAKE_AUTHORS_MODEL = '''
+import torch
+from torch import nn
+
+
+class MALN(nn.Module):
+    """The authors' call signature and return order (MALN_model_fix.py), a linear layer inside."""
+
+    def __init__(self, args):
+        super().__init__()
+        assert args.dropout == 0.66 and args.cross_n_heads == 4
+        self.text = nn.Linear(1024, 6)
+        self.calls = 0
+
+    def forward(self, training, label, text, visual, acoustic, x1, x2, x3, x4, x5, x6, o1, o2, o3, qmask, umask):
+        assert text.shape[-1] == 1024 and visual.shape[-1] == 512 and acoustic.shape[-1] == 100
+        assert qmask.shape[:2] == text.shape[:2] and umask.shape == label.shape == text.shape[1::-1]
+        lp = torch.log_softmax(self.text(text), -1)
+        return (lp.sum() * 0, None, lp, lp, lp, lp)
+'''
+
+FAKE_LOSS = '''
+import torch
+
+
+class MaskedNLLLoss(torch.nn.Module):
+    def forward(self, pred, target, mask):
+        return torch.nn.functional.nll_loss(pred, target)
+'''
+
+
+def test_the_authors_timing_harness_calls_their_model_as_their_training_script_does(tmp_path):
+    """benchmarks/authors_speed.py against a stand-in checkout with the authors' file names and call
+    signature (their repository is not part of this one): it builds the model with their argument
+    defaults, feeds IEMOCAP-shaped batches in their layout and writes the table."""
+    import subprocess
+    import sys
+
+    from builders import REPO
+
+    authors = tmp_path / "authors"
+    authors.mkdir()
+    (authors / "MALN_model_fix.py").write_text(FAKE_AUTHORS_MODEL)
+    (authors / "transformer_model.py").write_text(FAKE_LOSS)
+    out = tmp_path / "authors.md"
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks/authors_speed.py"), "--authors", str(authors),
+                           "--dialogues", "3", "--epochs", "1", "--threads", "1", "--lengths", "3", "5",
+                           "--out", str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    table = out.read_text()
+    assert "| 3 (" in table and "0.0 M (0.0 M)" in table and "median of 1 epoch" in table
+    missing = subprocess.run([sys.executable, str(REPO / "benchmarks/authors_speed.py"), "--authors", str(tmp_path)],
+                             capture_output=True, text=True, timeout=60)
+    assert missing.returncode != 0 and "has no MALN_model_fix.py" in missing.stderr

@@ -389,6 +389,29 @@ def test_combination_gives_a_classifier_of_noise_no_weight():
     assert list(w) == [0.0, 1.0]
 
 
+def test_with_two_anchors_the_better_head_stays_at_one_and_the_other_may_fall():
+    """fit_combination's rule: text or the fusion classifier at weight 1, by validation likelihood.
+    A fusion head that reads the label where text is wrong half the time takes the anchor; where
+    text is the better head, it keeps it; on a tie, text (listed first) keeps it."""
+    from maln.combination import choose_combination
+
+    rng = np.random.default_rng(0)
+    gold = rng.integers(0, 3, 600)
+
+    def head(accuracy):
+        p = np.full((600, 3), 0.1)
+        p[np.arange(600), np.where(rng.random(600) < accuracy, gold, rng.integers(0, 3, 600))] = 0.8
+        return np.log(p)
+
+    prior = np.log(np.full(3, 1 / 3))
+    strong, weak = head(0.95), head(0.5)
+    w = choose_combination([strong, weak], gold, prior, (1, 0))  # [fusion, text], text listed first
+    assert w[0] == 1.0 and w[1] < 1.0
+    w = choose_combination([weak, strong], gold, prior, (1, 0))  # text the better head
+    assert w[1] == 1.0 and w[0] < 1.0
+    assert list(choose_combination([weak, weak], gold, prior, (1, 0))) == [0.0, 1.0]  # a tie: text
+
+
 def test_combination_on_a_validation_split_of_400_utterances_rarely_weights_noise():
     """About 400 utterances, as synthetic-iemocap's validation split has: with three classifiers of
     pure noise beside an informative one, the likelihood gives any of them weight in 3 of these 30
