@@ -14,7 +14,7 @@ import numpy as np
 from maln import io
 from maln.config import Params
 from maln.data import layouts
-from maln.report import figures, invariance, references, tables
+from maln.report import figures, invariance, references, tables, tsne
 from maln.report.sweep import write_sweep
 from maln.report.ensemble import late_fusion
 from maln.report.published import for_layout
@@ -196,7 +196,7 @@ def aggregate(params: Params, readme: Path | None = None) -> dict:
     figures.confusion_matrices(study, fig_dir / "confusion.png", note)
     figures.training_curves(study, fig_dir / "curves.png", note)
     figures.per_class_f1(study, fig_dir / "per_class_f1.png", note)
-    figures.tsne_decomposition(study, fig_dir / "tsne.png", note, report["tsne_utterances"], report["seed"])
+    tsne.tsne_decomposition(study, fig_dir / "tsne.png", note, report["tsne_utterances"], report["seed"])
     plot_data(study, root)
     # DVC versions results/sweeps (dvc.yaml), so it exists after a direct Snakemake run too
     (root / RESULTS / "sweeps").mkdir(parents=True, exist_ok=True)
