@@ -198,7 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", required=True, help="full | no_sclm | no_adversary | text_only | audio_only | visual_only")
     p.add_argument("--seed", type=seed_option, nargs="+", required=True, metavar="S",
                    help="one seed, or several trained one after another in this process")
-    p.add_argument("--out", type=Path, help="run folder (default results/runs/DATASET/VARIANT/seedS; with several seeds, OUT/seedS)")
+    p.add_argument("--out", type=Path, help="run folder (default results/runs/DATASET/VARIANT/seedS, or "
+                   ".../DATASET/paper/VARIANT/seedS under configuration: paper; with several seeds, OUT/seedS)")
     p.add_argument("--threads", type=threads_option, help="CPU threads for torch (default: torch's choice)")
     p.add_argument("--force", action="store_true", help="retrain even if the run folder holds a finished run of this configuration")
     p.set_defaults(func=cmd_train)

@@ -31,6 +31,7 @@ from maln.inference import autocast, fit_combination, fit_eraser, head_scores, m
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
+from maln.optim import make_optimizer, without_compiler
 from maln.probes import invariance
 from maln.study import label
 from maln.runs import (RESUME_KEYS, completed, history_row, load_resume_state, log, log_result, remove_checkpoints,
@@ -56,18 +57,6 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainConfig":
         return cls(**{**d, "loss_weights": LossWeights(**d["loss_weights"])})
-
-
-def make_optimizer(model, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """Adam; AMDM's parameters (its encoders and the discriminator) at amdm_lr_scale times the
-    learning rate. Adam's steps are about lr in size whatever the loss weight, so a stronger
-    adversary weight does not move the encoders further per step; a larger rate does."""
-    amdm = list(model.amdm.parameters()) if getattr(model, "amdm", None) is not None else []
-    taken = {id(p) for p in amdm}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in taken]}]
-    if amdm:
-        groups.append({"params": amdm, "lr": cfg.lr * cfg.amdm_lr_scale})
-    return torch.optim.Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def _epoch_seed(seed: int, epoch: int) -> int:
@@ -99,13 +88,8 @@ class Run:
             torch.set_num_threads(threads)
         self.placement: Placement = place(self.train_cfg.device)
         self.device = self.placement.device
-        if self.device.type == "cpu":
-            # the public torch.use_deterministic_algorithms also imports torch._inductor (1.8 s of every
-            # process) to tell compiled graphs, and nothing is compiled on CPU (train.compile: CUDA only)
-            getattr(torch._C, "_set_deterministic_algorithms", torch.use_deterministic_algorithms)(True)
-            # ...which also NaN-fills every fresh allocation, costing seconds per epoch at the paper's
-            # sizes; nothing here reads memory it has not written, so results stay deterministic.
-            torch.utils.deterministic.fill_uninitialized_memory = False
+        if not (self.train_cfg.compile and self.device.type == "cuda"):
+            without_compiler(self.device)
         longest = int(self.store.lengths().max())
         if self.variant.sclm and longest > self.model_cfg.sclm_max_positions:
             raise ConfigError(f"model.sclm.max_positions: {self.model_cfg.sclm_max_positions} is shorter than the "

@@ -287,3 +287,40 @@ def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synth
             expected = run.train_cfg.lr * (4 if {id(p) for p in g["params"]} <= amdm else 1)
             assert g["lr"] == pytest.approx(expected)
         assert len(groups) == (2 if amdm else 1)
+
+
+def test_our_adam_steps_exactly_as_torchs_and_their_states_are_interchangeable():
+    """maln.optim.Adam only skips torch's graph breaks for torch.compile: same parameters to the
+    bit after steps with weight decay and two groups, and a checkpointed state loads either way."""
+    from maln.optim import Adam
+
+    def run(cls, state=None):
+        torch.manual_seed(0)
+        net = torch.nn.Sequential(torch.nn.Linear(5, 4), torch.nn.Tanh(), torch.nn.Linear(4, 3))
+        opt = cls([{"params": net[0].parameters()}, {"params": net[2].parameters(), "lr": 3e-3}],
+                  lr=1e-2, weight_decay=1e-4)
+        if state is not None:
+            opt.load_state_dict(state)
+        x, y = torch.randn(16, 5), torch.randint(0, 3, (16,))
+        for _ in range(5):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+        return [p.detach().clone() for p in net.parameters()], opt.state_dict()
+
+    ours, our_state = run(Adam)
+    theirs, their_state = run(torch.optim.Adam)
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))
+    assert all(torch.equal(a, b) for a, b in zip(run(Adam, their_state)[0], run(torch.optim.Adam, our_state)[0]))
+
+
+def test_a_training_process_never_imports_torchs_compiler(synthetic_project):
+    """torch._dynamo and torch._inductor cost about 2 s of every training job's start on this
+    machine and do nothing where nothing is compiled (maln/optim.py)."""
+    code = ("import sys; from maln.cli import main; "
+            "main(['train', '--dataset', 'synthetic-iemocap', '--variant', 'audio_only', '--seed', '0', '--threads', '1', "
+            "'--set', 'train.epochs=2', '--out', sys.argv[1]]); "
+            "print(sorted(m for m in ('torch._dynamo', 'torch._inductor') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code, str(synthetic_project / "no-compiler-run")],
+                          cwd=synthetic_project, capture_output=True, text=True, check=True)
+    assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr

@@ -1,0 +1,61 @@
+"""The optimiser, and the settings that keep torch's compiler stack out of a training process.
+
+torch imports its compiler (torch._dynamo, torch._inductor: about 2 s on a 2-core machine, a third
+of a short job's time) from places that only matter inside torch.compile: the optimiser's step and
+zero_grad, and torch.use_deterministic_algorithms. Nothing here is compiled except the model on
+CUDA with train.compile, so those imports are avoided where they change nothing; the arithmetic
+is torch's own, and the results are identical to the digit (tests/test_train.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+import sys
+
+import torch
+
+
+class Adam(torch.optim.Adam):
+    """torch's Adam, its step run as torch runs it eagerly (without gradients) but without the
+    graph breaks for torch.compile that torch's step wrapper inserts, which import torch._dynamo.
+    Step hooks and the profiler still apply: Optimizer wraps this step as it wraps Adam's."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        if self.defaults["differentiable"]:  # torch's wrapper then keeps gradients on
+            return torch.optim.Adam.step(self, closure)
+        return inspect.unwrap(torch.optim.Adam.step)(self, closure)
+
+
+def make_optimizer(model, cfg) -> torch.optim.Optimizer:
+    """Adam; AMDM's parameters (its encoders and the discriminator) at amdm_lr_scale times the
+    learning rate. Adam's steps are about lr in size whatever the loss weight, so a stronger
+    adversary weight does not move the encoders further per step; a larger rate does."""
+    amdm = list(model.amdm.parameters()) if getattr(model, "amdm", None) is not None else []
+    taken = {id(p) for p in amdm}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in taken]}]
+    if amdm:
+        groups.append({"params": amdm, "lr": cfg.lr * cfg.amdm_lr_scale})
+    return Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def without_compiler(device: torch.device) -> None:
+    """Settings for a process that compiles nothing (train.compile is CUDA only)."""
+    if device.type == "cpu":
+        # deterministic kernels; the public torch.use_deterministic_algorithms also imports
+        # torch._inductor to tell compiled graphs
+        getattr(torch._C, "_set_deterministic_algorithms", torch.use_deterministic_algorithms)(True)
+        # ...and NaN-fills every fresh allocation, seconds per epoch at the paper's sizes; nothing
+        # here reads memory it has not written, so results stay deterministic
+        torch.utils.deterministic.fill_uninitialized_memory = False
+    if "torch._dynamo" in sys.modules:
+        return
+    # Optimizer's state_dict, load_state_dict, zero_grad and add_param_group are wrapped in
+    # torch._compile._disable_dynamo, which imports torch._dynamo on the first call only to mark
+    # them "not to be traced" and caches the marked function as __dynamo_disable; with nothing
+    # traced, the unmarked function is that cache.
+    marker = torch._compile._disable_dynamo(lambda: None).__code__
+    for method in vars(torch.optim.Optimizer).values():
+        inner = getattr(method, "__wrapped__", None)
+        if getattr(method, "__code__", None) is marker and inner is not None:
+            setattr(inner, "__dynamo_disable", inner)
