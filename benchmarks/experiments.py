@@ -6,7 +6,7 @@ several seeds on each of the experiment's datasets, side by side, printed as one
     python benchmarks/experiments.py FILE --only baseline standardise --datasets synthetic-meld --jobs 2
 
 FILE (YAML):
-    datasets: [synthetic-iemocap, synthetic-meld]   # registry entries of params.yaml (prepared if missing)
+    datasets: [synthetic-iemocap, synthetic-meld]   # registry entries of params.yaml (prepared afresh)
     seeds: [0, 1, 2]
     sets: [train.epochs=20]             # optional, applied to every configuration first
     configs:
@@ -46,10 +46,11 @@ def _slug(name: str) -> str:
 def _ensure_store(params, dataset: str) -> None:
     from maln.data import layouts, synthetic
     from maln.data.fetch import raw_files
-    from maln.data.prepare import prepare, store_dir
+    from maln.data.prepare import prepare
 
-    if (store_dir(params, dataset) / "meta.json").is_file():
-        return
+    # prepared afresh on every invocation (seconds), never reused: a store left from an earlier
+    # params.yaml (another valid_fraction) once gave an experiment another split than the study's,
+    # and a run's reuse key holds the store's hash, so runs on the stale split are trained again
     entry = params.dataset(dataset)
     if layouts.get(entry["layout"]).synthetic:
         synthetic.write(raw_files(params, dataset)[0].path, entry["layout"], entry["synthetic"])
