@@ -27,16 +27,29 @@ class Adam(torch.optim.Adam):
         return inspect.unwrap(torch.optim.Adam.step)(self, closure)
 
 
+def branch_parameters(model) -> list:
+    """The modality branches' parameters: context encoders, SCLMs and each modality's own classifier
+    (a single-modality variant's classifier is its branch's)."""
+    parts = [getattr(model, name, None) for name in ("context", "sclm", "aux")]
+    if not getattr(model, "multimodal", True):
+        parts.append(model.classifier)
+    return [p for part in parts if part is not None for p in part.parameters()]
+
+
 def make_optimizer(model, cfg) -> torch.optim.Optimizer:
-    """Adam; AMDM's parameters (its encoders and the discriminator) at amdm_lr_scale times the
-    learning rate. Adam's steps are about lr in size whatever the loss weight, so a stronger
-    adversary weight does not move the encoders further per step; a larger rate does."""
+    """Adam. The modality branches at weight decay branch_weight_decay, the rest at weight_decay;
+    AMDM's parameters (its encoders and the discriminator) at amdm_lr_scale times the learning
+    rate. Adam's steps are about lr in size whatever the loss weight, so a stronger adversary weight
+    does not move the encoders further per step; a larger rate does. Adam's update is per parameter,
+    so the grouping alone changes no number."""
     amdm = list(model.amdm.parameters()) if getattr(model, "amdm", None) is not None else []
-    taken = {id(p) for p in amdm}
-    groups = [{"params": [p for p in model.parameters() if id(p) not in taken]}]
+    branches = branch_parameters(model)
+    taken = {id(p) for p in amdm + branches}
+    groups = [{"params": [p for p in model.parameters() if id(p) not in taken]},
+              {"params": branches, "weight_decay": cfg.branch_weight_decay}]
     if amdm:
         groups.append({"params": amdm, "lr": cfg.lr * cfg.amdm_lr_scale})
-    return Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return Adam([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
 def without_compiler(device: torch.device) -> None:

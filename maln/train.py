@@ -45,6 +45,7 @@ class TrainConfig:
     lr: float
     amdm_lr_scale: float
     weight_decay: float
+    branch_weight_decay: float
     loss_weights: LossWeights
     class_weights: bool
     grad_clip: float

@@ -275,7 +275,8 @@ def test_the_full_model_earns_its_modalities_and_is_not_hurt_by_noise_ones(synth
 def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synthetic_project):
     from maln.train import make_optimizer
 
-    params = load_params(synthetic_project / "params.yaml", ["train.amdm_lr_scale=4"])
+    params = load_params(synthetic_project / "params.yaml", ["train.amdm_lr_scale=4", "train.weight_decay=1.0e-4",
+                                                             "train.branch_weight_decay=5.0e-3"])
     for variant in ("full", "text_only"):
         run = Run(params, "synthetic-iemocap", variant, threads=1)
         model = run.build_model(0)
@@ -283,10 +284,15 @@ def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synth
         ids = [id(p) for g in groups for p in g["params"]]
         assert sorted(ids) == sorted(id(p) for p in model.parameters())
         amdm = {id(p) for p in model.amdm.parameters()} if getattr(model, "amdm", None) is not None else set()
+        branches = {id(p) for name in ("context", "sclm", "aux") if hasattr(model, name)
+                    for p in getattr(model, name).parameters()}
+        if variant == "text_only":  # a single modality's classifier is its branch's
+            branches |= {id(p) for p in model.classifier.parameters()}
         for g in groups:
-            expected = run.train_cfg.lr * (4 if {id(p) for p in g["params"]} <= amdm else 1)
-            assert g["lr"] == pytest.approx(expected)
-        assert len(groups) == (2 if amdm else 1)
+            members = {id(p) for p in g["params"]}
+            assert g["lr"] == pytest.approx(run.train_cfg.lr * (4 if members <= amdm else 1))
+            assert g["weight_decay"] == (5e-3 if members <= branches else 1e-4)
+        assert len(groups) == (3 if amdm else 1)
 
 
 def test_our_adam_steps_exactly_as_torchs_and_their_states_are_interchangeable():
