@@ -17,6 +17,13 @@ def without_timing(metrics: dict) -> dict:
     return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
 
 
+def history_without_seconds(path) -> list[str]:
+    """history.csv's lines without its clock column."""
+    lines = path.read_text().splitlines()
+    col = lines[0].split(",").index("seconds")
+    return [",".join(c for i, c in enumerate(line.split(",")) if i != col) for line in lines]
+
+
 def run_maln(*args, cwd, check=False, env=None, timeout=600):
     """The real CLI in a subprocess, as a user runs it."""
     proc = subprocess.run(

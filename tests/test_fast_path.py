@@ -1,13 +1,11 @@
 """The fast CPU training path computes what the plain path computes."""
 
-import json
 
 import numpy as np
 import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from conftest import run_maln, without_timing
 from maln.model.context import ContextEncoder
 from maln.model.fast_gru import bidirectional_gru
 
@@ -63,18 +61,6 @@ def test_fast_and_plain_paths_give_the_same_losses_gradients_and_predictions(syn
     assert torch.equal(logits_fast.argmax(-1)[batch.mask], logits_plain.argmax(-1)[batch.mask])
     for name in g_fast:
         torch.testing.assert_close(g_fast[name], g_plain[name], atol=1e-5, rtol=1e-3)
-
-
-def test_several_seeds_in_one_process_equal_separate_runs(synthetic_project, tmp_path):
-    common = ["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--set", "train.epochs=3", "--threads", "1"]
-    run_maln(*common, "--seed", "3", "4", "--out", tmp_path / "together", cwd=synthetic_project, check=True)
-    for seed in (3, 4):
-        run_maln(*common, "--seed", str(seed), "--out", tmp_path / f"alone{seed}", cwd=synthetic_project, check=True)
-        together, alone = tmp_path / "together" / f"seed{seed}", tmp_path / f"alone{seed}"
-        assert sorted(p.name for p in together.iterdir()) == sorted(p.name for p in alone.iterdir())
-        a, b = json.loads((together / "metrics.json").read_text()), json.loads((alone / "metrics.json").read_text())
-        assert without_timing(a) == without_timing(b)
-        assert (together / "predictions.csv").read_bytes() == (alone / "predictions.csv").read_bytes()
 
 
 def test_benchmark_script_runs(tmp_path):

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from builders import REPO, dialogues, raw_tuple, write_params, write_pickle
-from conftest import run_maln, without_timing
+from conftest import history_without_seconds, run_maln, without_timing
 from corpus import CASES, Unavailable, run_case, small_fs
 
 
@@ -135,6 +135,8 @@ def test_killed_training_job_resumes_through_snakemake_to_identical_metrics(tmp_
     a = json.loads((root / target).read_text())
     b = json.loads((whole / target).read_text())
     assert without_timing(a) == without_timing(b)
+    assert history_without_seconds((root / target).with_name("history.csv")) == \
+        history_without_seconds((whole / target).with_name("history.csv"))
     assert again.returncode == 0
 
 
