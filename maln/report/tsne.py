@@ -96,9 +96,11 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
             ax.set_ylabel("t-SNE 2")
         for col in range(len(panels) + 1, columns):
             axes[row][col].set_visible(False)
-    # the default top margin (12 % of the figure) is inches of white above the first row on a tall figure
-    fig.subplots_adjust(hspace=0.7, wspace=0.22, top=1 - 1.1 / fig.get_figheight())
+    # in inches from the top, whatever the figure's height (the default margins are fractions of it):
+    # the title in the first 0.4, the first row's three-line panel titles below it
+    height = fig.get_figheight()
+    fig.subplots_adjust(hspace=0.7, wspace=0.22, top=1 - 1.4 / height)
     first = study.get(datasets[0], "full")[0].seed if datasets else "-"
     fig.suptitle(f"Decomposition of the test features, seed {first} ({n_utterances} utterances per dataset; "
-                 f"filled = specific, hollow = common; {note})", fontsize=10)
+                 f"filled = specific, hollow = common; {note})", fontsize=10, y=1 - 0.2 / height, va="top")
     _save(fig, path)
