@@ -1,12 +1,51 @@
+import fcntl
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+_machine = None  # this worker's open lock file while it holds the machine exclusively
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    """`pytest` runs the suite in pytest-xdist workers that share the machine (pyproject.toml). A
+    test marked `timed` holds a wall-clock bound that includes a process start (the bad-input
+    corpus: 5 s a case), so it runs with no other test beside it: it takes the machine exclusively
+    and keeps it while the next test is timed too (the corpus's cases run as one block); every
+    other test takes it shared, from its fixtures' setup to their teardown. A timed test waiting
+    for the machine keeps new tests from starting (the gate), so it is not starved."""
+    global _machine
+    run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if run is None:  # one process: nothing runs beside anything
+        yield
+        return
+    timed = item.get_closest_marker("timed") is not None
+    stem = Path(tempfile.gettempdir()) / f"maln-tests-{run}"
+    if _machine is None:
+        machine = open(f"{stem}.machine", "a")
+        with open(f"{stem}.gate", "a") as gate:
+            fcntl.flock(gate, fcntl.LOCK_EX)
+            fcntl.flock(machine, fcntl.LOCK_EX if timed else fcntl.LOCK_SH)
+            fcntl.flock(gate, fcntl.LOCK_UN)
+    else:
+        machine = _machine
+    try:
+        yield
+    finally:
+        if timed and nextitem is not None and nextitem.get_closest_marker("timed") is not None:
+            _machine = machine
+        else:
+            _machine = None
+            fcntl.flock(machine, fcntl.LOCK_UN)
+            machine.close()
 
 
 # metrics.json fields that differ between identical runs (clock times); everything else must match.

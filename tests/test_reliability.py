@@ -27,6 +27,7 @@ from corpus import CASES, Unavailable, run_case, small_fs
 
 # -- the bad-input corpus ------------------------------------------------------------------------
 
+@pytest.mark.timed  # with no other test beside it (conftest.py)
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_bad_input_is_refused_clearly_quickly_and_changes_nothing(case, tmp_path):
     """Each case within corpus.SECONDS and corpus.PEAK_MB, project byte-identical afterwards."""
