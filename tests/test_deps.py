@@ -1,6 +1,6 @@
 """Code dependencies of the workflow's steps are read off the imports (maln/deps.py), and dvc.yaml's
-code deps are written from them; the real-tool checks (snakemake -n, dvc status after an edit) are
-in tests/test_workflow.py."""
+code deps are written from them; the real-tool checks are in tests/test_workflow.py (snakemake -n)
+and tests/test_dvc.py (dvc status after an edit)."""
 
 import subprocess
 import sys

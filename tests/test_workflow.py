@@ -1,8 +1,6 @@
-"""The workflow with the real tools on a tiny study: Snakemake (run, -n, lint, report, several
-GPUs, the offline real-data switch) and DVC (repro twice, commit after a direct run, push/pull,
-metrics and params diff between branches)."""
+"""The workflow with the real Snakemake on a tiny study: run, -n, lint, report, several GPUs, the
+offline real-data switch, grouped seeds, sweeps (DVC's side: tests/test_dvc.py)."""
 
-import csv
 import json
 import shutil
 from itertools import combinations
@@ -10,7 +8,7 @@ from itertools import combinations
 import pytest
 
 from conftest import without_timing
-from workflow_helpers import copy_repo, dvc, git, make_tiny, snakemake
+from workflow_helpers import copy_repo, edited, make_tiny, snakemake
 
 pytestmark = pytest.mark.integration
 
@@ -55,22 +53,6 @@ def test_a_non_finite_config_value_stops_snakemake_before_any_job(study):
     assert out.returncode != 0 and "train.lr: nan is not a finite number" in out.stdout + out.stderr
 
 
-def _edited(path):
-    """Append a comment to a source file for the body of a `with`, then restore it byte for byte."""
-    import contextlib
-
-    @contextlib.contextmanager
-    def edit():
-        before = path.read_bytes()
-        path.write_bytes(before + b"\n# an edit\n")
-        try:
-            yield
-        finally:
-            path.write_bytes(before)
-
-    return edit()
-
-
 def test_editing_code_that_training_imports_reruns_training_and_a_report_module_only_the_report(study):
     """Code dependencies are read off the imports (maln/deps.py): maln/combination.py chooses the
     weights every prediction uses and was once missing from a hand-kept list."""
@@ -85,10 +67,10 @@ def test_editing_code_that_training_imports_reruns_training_and_a_report_module_
         end = next(i for i in range(start, len(lines)) if lines[i].startswith("total"))
         return {line.split()[0] for line in lines[start + 3:end]}
 
-    with _edited(root / "maln/combination.py"):
+    with edited(root / "maln/combination.py"):
         jobs = planned()
     assert {"train_seed0", "train_seed1", "aggregate"} <= jobs and not {"synth", "prepare", "baseline"} & jobs, jobs
-    with _edited(root / "maln/report/figures.py"):
+    with edited(root / "maln/report/figures.py"):
         jobs = planned()
     assert jobs == {"aggregate", "all"}, jobs
     assert planned() == set()
@@ -243,136 +225,6 @@ def test_your_own_dataset_with_its_oracle_is_planned_and_a_missing_oracle_named(
     out = snakemake(root, "-n", "--cores", "1", check=False)
     assert out.returncode != 0
     assert "yours: its oracle data/raw/yours.oracle.npz (datasets.yours.oracle.path) does not exist" in out.stdout + out.stderr
-
-
-@pytest.fixture(scope="module")
-def dvc_repo(tmp_path_factory):
-    root = copy_repo(tmp_path_factory.mktemp("dvcrepo"))
-    # with the paper's configuration too: its runs go through Snakemake and DVC as the recommended ones do
-    make_tiny(root, variants=("full", "text_only"), seeds=(0,), epochs=2, datasets=("synthetic-iemocap",),
-              configurations=("recommended", "paper"))
-    git(root, "init", "-q", "-b", "A")
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "tiny study")
-    first = dvc(root, "repro")
-    return root, first
-
-
-def test_dvc_repro_runs_everything_then_nothing(dvc_repo):
-    root, first = dvc_repo
-    assert "Running stage 'data'" in first.stdout and "Running stage 'report'" in first.stdout
-    assert (root / "results/metrics.json").is_file() and (root / "dvc.lock").is_file()
-    second = dvc(root, "repro")
-    assert "Running stage" not in second.stdout
-    assert "up to date" in second.stdout or "didn't change" in second.stdout
-    status = dvc(root, "status")
-    assert "up to date" in status.stdout
-
-
-def test_the_papers_configuration_trains_beside_the_recommended_one_with_labelled_rows(dvc_repo):
-    root, _ = dvc_repo
-    runs = root / "results/runs/synthetic-iemocap"
-    paper = json.loads((runs / "paper/full/seed0/metrics.json").read_text())
-    recommended = json.loads((runs / "full/seed0/metrics.json").read_text())
-    assert (paper["configuration"], paper["variant"], recommended["configuration"]) == ("paper", "full", "recommended")
-    assert (paper["config"]["model"]["training"], recommended["config"]["model"]["training"]) == ("joint", "branchwise")
-    assert paper["config"]["model"]["adversary"] == "reversal" and paper["config"]["train"]["grad_clip"] == 0
-    assert json.loads((runs / "paper/text_only/seed0/metrics.json").read_text())["variant"] == "text_only"
-    main = (root / "results/tables/main.md").read_text()
-    assert "| synthetic-iemocap | paper/full | 1 |" in main and "| synthetic-iemocap | paper/text_only | 1 |" in main
-    with open(root / "results/tables/ablation.csv") as f:
-        against = {r["variant"]: r["reference"] for r in csv.DictReader(f)}
-    # an ablation is read against the full model of its own configuration, paper/full against full
-    assert (against["text_only"], against["paper/text_only"], against["paper/full"]) == ("full", "paper/full", "full")
-    assert "paper/full" in json.loads((root / "results/metrics.json").read_text())["synthetic-iemocap"]
-
-
-def test_dvc_status_reports_the_stages_whose_imported_code_changed(dvc_repo):
-    root, _ = dvc_repo
-    with _edited(root / "maln/combination.py"):
-        status = dvc(root, "status").stdout
-    assert "train:" in status and "report:" in status and "data:" not in status, status
-    assert "maln/combination.py" in status
-    with _edited(root / "maln/report/figures.py"):
-        status = dvc(root, "status").stdout
-    assert "report:" in status and "train:" not in status and "data:" not in status, status
-    assert "up to date" in dvc(root, "status").stdout
-
-
-def test_dvc_repro_of_the_report_keeps_committed_results_it_does_not_make(dvc_repo):
-    """The tiny study has no sweep; a committed sweep table and figure must survive the report stage."""
-    root, _ = dvc_repo
-    kept = {root / "results/tables/sweep.md": b"| a committed sweep |\n", root / "results/figures/sweep.png": b"\x89PNG"}
-    for path, data in kept.items():
-        path.write_bytes(data)
-    try:
-        dvc(root, "repro", "--force", "--single-item", "report")
-        assert all(path.read_bytes() == data for path, data in kept.items())
-        assert (root / "results/tables/main.md").is_file()
-    finally:
-        for path in kept:
-            path.unlink(missing_ok=True)
-        dvc(root, "commit", "-f")
-
-
-def test_direct_snakemake_run_is_recorded_with_dvc_commit(dvc_repo):
-    root, _ = dvc_repo
-    shutil.rmtree(root / "results/runs/synthetic-iemocap/text_only")
-    snakemake(root, "--cores", "2")
-    assert "changed outs" in dvc(root, "status").stdout
-    dvc(root, "commit", "-f")
-    assert "up to date" in dvc(root, "status").stdout
-
-
-def test_dvc_push_and_pull_round_trip_data_and_checkpoints(dvc_repo, tmp_path):
-    root, _ = dvc_repo
-    dvc(root, "remote", "add", "-d", "-f", "local", str(tmp_path / "remote"))
-    model = root / "results/runs/synthetic-iemocap/full/seed0/model.pt"
-    before = {p: p.read_bytes() for p in (model, root / "data/features/synthetic-iemocap/text.npy")}
-    dvc(root, "push")
-    for path in ("data/raw", "data/features", "results/runs", ".dvc/cache"):
-        shutil.rmtree(root / path)
-    assert not model.exists()
-    dvc(root, "pull")
-    assert {p: p.read_bytes() for p in before} == before
-
-
-def test_metrics_and_params_diff_between_branches(dvc_repo):
-    import yaml
-
-    root, _ = dvc_repo
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "results on A")
-    git(root, "checkout", "-q", "-b", "B")
-    params = yaml.safe_load((root / "params.yaml").read_text())
-    params["train"]["lr"] = 0.003
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    out = dvc(root, "repro")
-    assert "Running stage 'train'" in out.stdout and "Running stage 'data'" not in out.stdout
-    git(root, "add", "-A")
-    git(root, "commit", "-qm", "lr 3e-3 on B")
-    metrics = dvc(root, "metrics", "diff", "A", "B").stdout
-    assert "synthetic-iemocap.full.test_wf1_mean" in metrics
-    changed = [line for line in metrics.splitlines() if "test_wf1_mean" in line]
-    assert any(float(line.split()[-1]) != 0 for line in changed if line.split()[-1] not in ("-", "diff")), metrics
-    params_diff = dvc(root, "params", "diff", "A", "B").stdout
-    assert "train.lr" in params_diff and "0.0004" in params_diff and "0.003" in params_diff
-
-
-def test_dvc_experiment_with_one_parameter_changed_shows_its_metrics(dvc_repo):
-    """The DVC route to a sweep: each `dvc exp run -S` is one experiment; `dvc exp show` tabulates."""
-    root, _ = dvc_repo
-    dvc(root, "exp", "run", "-S", "train.loss_weights.orthogonality=0.5", "-n", "orth-0.5")
-    import csv
-    import io
-
-    rows = list(csv.DictReader(io.StringIO(dvc(root, "exp", "show", "--csv").stdout)))
-    row = next(r for r in rows if r["Experiment"] == "orth-0.5")
-    assert float(row["train.loss_weights.orthogonality"]) == 0.5
-    # the experiment's own metric (its run leaves it in the workspace), not a placeholder: with
-    # two epochs on this tiny data the value itself may well be 0
-    shown = json.loads((root / "results/metrics.json").read_text())["synthetic-iemocap"]["full"]["test_wf1_mean"]
-    assert float(row["synthetic-iemocap.full.test_wf1_mean"]) == pytest.approx(shown, abs=1e-6)
 
 
 def test_fresh_clone_with_committed_results_still_runs_the_study(tmp_path):

@@ -101,3 +101,19 @@ def dvc(root: Path, *args, check=True):
 
 def git(root: Path, *args, check=True):
     return run(["git", *args], root, check)
+
+
+def edited(path):
+    """Append a comment to a source file for the body of a `with`, then restore it byte for byte."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def edit():
+        before = path.read_bytes()
+        path.write_bytes(before + b"\n# an edit\n")
+        try:
+            yield
+        finally:
+            path.write_bytes(before)
+
+    return edit()
