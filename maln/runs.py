@@ -148,13 +148,15 @@ def save_run(out_dir: Path, store: Store, valid: Predictions, test: Predictions,
     write_predictions(out_dir / "valid_predictions.csv", valid, store)  # for the report's late fusion
     write_history(out_dir / "history.csv", history)
     write_features(out_dir / "features.npz", test, model.modalities, metrics["class_names"])
-    with io.atomic_path(out_dir / "model.pt") as tmp:
+    # to an open file: given a path, torch names the archive's folder after it (the temporary name
+    # here), and the same weights would give a different model.pt on every run
+    with io.atomic_path(out_dir / "model.pt") as tmp, open(tmp, "wb") as f:
         torch.save({
             "format": "maln-model", "model": {k: v.cpu() for k, v in model.state_dict().items()},
             "config": metrics["config"], "config_hash": metrics["config_hash"], "class_names": metrics["class_names"],
             "dims": dict(store.modalities), "dataset": metrics["dataset"], "layout": store.meta["layout"],
             "store_hash": store.hash, "epoch": metrics["best_epoch"], "best_valid_weighted_f1": best_score,
-        }, tmp)
+        }, f)
     io.write_json(out_dir / "metrics.json", metrics)
 
 

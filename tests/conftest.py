@@ -28,7 +28,7 @@ def pytest_runtest_protocol(item, nextitem):
         yield
         return
     timed = item.get_closest_marker("timed") is not None
-    stem = Path(tempfile.gettempdir()) / f"maln-tests-{run}"
+    stem = Path(tempfile.gettempdir()) / f"maln-tests-{run}"  # two empty lock files per test run
     if _machine is None:
         machine = open(f"{stem}.machine", "a")
         with open(f"{stem}.gate", "a") as gate:

@@ -118,6 +118,7 @@ def test_two_runs_with_one_seed_give_identical_results(synthetic_project, tmp_pa
     b = run.train_seed(5, tmp_path / "b", progress=False)
     assert without_timing(a) == without_timing(b)
     assert (tmp_path / "a/predictions.csv").read_bytes() == (tmp_path / "b/predictions.csv").read_bytes()
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()  # DVC sees no change
     run.train_seed(6, tmp_path / "c", progress=False)
     assert history_without_seconds(tmp_path / "c/history.csv") != history_without_seconds(tmp_path / "a/history.csv")
 
