@@ -66,9 +66,9 @@ def cmd_prepare(args) -> int:
 
 
 def cmd_train(args) -> int:
+    params = _params(args)  # first: a bad parameter is refused before torch's import (2-3 s)
     from maln.train import train
 
-    params = _params(args)
     train(params, args.dataset, args.variant, args.seed, args.out, args.threads, args.force)
     return 0
 

@@ -42,22 +42,36 @@ def _module_file(name: str, root: Path) -> Path | None:
     return None
 
 
+def _statements(nodes):
+    """Every statement in `nodes`, nested blocks included (an import is a statement, so expressions,
+    most of a module's tree, need no visit)."""
+    for node in nodes:
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            yield from _statements(getattr(node, field, None) or ())
+
+
 def _imported(nodes, root: Path) -> set[str]:
     """Names of the `maln` modules imported anywhere in `nodes` (`from maln import io` names a module)."""
     out = set()
-    for node in nodes:
-        for n in ast.walk(node):
-            if isinstance(n, ast.Import):
-                out |= {a.name for a in n.names if a.name.split(".")[0] == "maln"}
-            elif isinstance(n, ast.ImportFrom) and n.module and n.module.split(".")[0] == "maln" and not n.level:
-                out.add(n.module)
-                out |= {f"{n.module}.{a.name}" for a in n.names if _module_file(f"{n.module}.{a.name}", root)}
+    for n in _statements(nodes):
+        if isinstance(n, ast.Import):
+            out |= {a.name for a in n.names if a.name.split(".")[0] == "maln"}
+        elif isinstance(n, ast.ImportFrom) and n.module and n.module.split(".")[0] == "maln" and not n.level:
+            out.add(n.module)
+            out |= {f"{n.module}.{a.name}" for a in n.names if _module_file(f"{n.module}.{a.name}", root)}
     return out
 
 
 @cache
 def _tree(path: Path) -> ast.Module:
     return ast.parse(path.read_text(), str(path))
+
+
+@cache
+def _module_imports(path: Path, root: Path) -> frozenset[str]:
+    """What a module file imports, walked once per process (the workflow asks for every step)."""
+    return frozenset(_imported(_tree(path).body, root))
 
 
 # The command line reaches every command's modules, but a job runs one command: cli.py's own imports
@@ -76,7 +90,7 @@ def _closure(modules: set[str], root: Path) -> set[Path]:
             if f is not None and f not in seen:
                 seen.add(f)
                 if ".".join(parts[:i]) not in _PER_COMMAND:
-                    todo |= _imported(_tree(f).body, root)
+                    todo |= _module_imports(f, root)
     return seen
 
 

@@ -7,19 +7,22 @@ The lock is an flock held for the process's life: a killed job frees its GPU at 
 
 MALN_SIMULATE_GPUS=N makes the pool hand out N slots on a CPU-only machine (training stays on the
 CPU); the tests use it to check that concurrent jobs get distinct devices.
+
+torch is imported where a device is chosen, not with this module: the workflow asks
+`cuda_available()` while parsing the Snakefile, on every Snakemake start.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import os
+import re
 import sys
 import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from maln.errors import MalnError
 
@@ -43,7 +46,27 @@ def lock_dir() -> Path:
     return Path(os.environ.get("MALN_GPU_LOCK_DIR") or Path(tempfile.gettempdir()) / f"maln-gpu-locks-{os.getuid()}")
 
 
+def cuda_available() -> bool:
+    """torch.cuda.is_available(), without importing torch (2-3 s of CPU) where the answer is known:
+    a CPU build of torch (its version.py names no CUDA and no ROCm) never sees a GPU."""
+    spec = importlib.util.find_spec("torch")
+    if spec is None or not spec.submodule_search_locations:
+        return False
+    version = Path(next(iter(spec.submodule_search_locations))) / "version.py"
+    try:
+        text = version.read_text()
+    except OSError:
+        text = ""
+    if all(re.search(rf"^{name}\b[^=]*=\s*None\s*$", text, re.M) for name in ("cuda", "hip")):
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def _gpu_keys() -> tuple[list[str], bool]:
+    import torch
+
     simulated = int(os.environ.get("MALN_SIMULATE_GPUS", "0") or 0)
     if simulated:
         return [f"simulated-{i}" for i in range(simulated)], True
@@ -83,6 +106,8 @@ def acquire_slot(keys: list[str], poll_s: float = 0.5, timeout_s: float | None =
 
 def place(requested: str) -> Placement:
     """`requested`: auto | cpu | cuda (params train.device)."""
+    import torch
+
     if requested == "cpu":
         return Placement(torch.device("cpu"), acquired_at=time.time())
     keys, simulated = _gpu_keys()

@@ -65,6 +65,11 @@ def without_compiler(device: torch.device) -> None:
         torch.utils.deterministic.fill_uninitialized_memory = False
     if "torch._dynamo" in sys.modules:
         return
+    # Attention with a key padding mask checks the mask's shape through torch._check_with, whose
+    # first call imports torch.fx.experimental.symbolic_shapes (with sympy: 0.5 s of every job's
+    # start) to allow symbolic shapes, which only tracing makes. The same check, on plain integers:
+    if hasattr(torch.nn.functional, "_check_key_padding_mask"):
+        torch.nn.functional._check_key_padding_mask = _check_key_padding_mask
     # Optimizer's state_dict, load_state_dict, zero_grad and add_param_group are wrapped in
     # torch._compile._disable_dynamo, which imports torch._dynamo on the first call only to mark
     # them "not to be traced" and caches the marked function as __dynamo_disable; with nothing
@@ -74,3 +79,11 @@ def without_compiler(device: torch.device) -> None:
         inner = getattr(method, "__wrapped__", None)
         if getattr(method, "__code__", None) is marker and inner is not None:
             setattr(inner, "__dynamo_disable", inner)
+
+
+def _check_key_padding_mask(key_padding_mask: torch.Tensor, src_len: int, bsz: int) -> None:
+    """torch.nn.functional's check of the same name (its messages), for untraced code."""
+    if key_padding_mask.shape[0] != bsz:
+        raise AssertionError(f"Expected key_padded_mask.shape[0] to be {bsz}, but got {key_padding_mask.shape[0]}")
+    if key_padding_mask.shape[1] != src_len:
+        raise AssertionError(f"Expected key_padded_mask.shape[1] to be {src_len}, but got {key_padding_mask.shape[1]}")

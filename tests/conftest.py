@@ -14,6 +14,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 _machine = None  # this worker's open lock file while it holds the machine exclusively
 
 
+def pytest_collection_modifyitems(config, items):
+    """The integration modules first (each takes minutes: Snakemake, DVC, SLURM), in their own order,
+    so that pytest-xdist, which hands out modules in this order, does not end the run waiting on
+    one of them while the other workers idle."""
+    items.sort(key=lambda item: item.get_closest_marker("integration") is None)
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`--numprocesses=auto`: a worker more than the cores (pyproject.toml caps it at 4). A quarter
+    of the suite's time goes to waiting on other processes (Snakemake's and SLURM's polling, the
+    kill tests' sleeps, the browser), which a worker per core leaves idle."""
+    return (os.cpu_count() or 1) + 1
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item, nextitem):
     """`pytest` runs the suite in pytest-xdist workers that share the machine (pyproject.toml). A

@@ -240,11 +240,23 @@ def test_our_adam_steps_exactly_as_torchs_and_their_states_are_interchangeable()
 
 def test_a_training_process_never_imports_torchs_compiler(synthetic_project):
     """torch._dynamo and torch._inductor cost about 2 s of every training job's start on this
-    machine and do nothing where nothing is compiled (maln/optim.py)."""
+    machine, symbolic shapes (for attention's mask check) 0.5 s, and do nothing where nothing is
+    compiled (maln/optim.py). no_adversary: every module of the model, attention included."""
     code = ("import sys; from maln.cli import main; "
-            "main(['train', '--dataset', 'synthetic-iemocap', '--variant', 'audio_only', '--seed', '0', '--threads', '1', "
-            "'--set', 'train.epochs=2', '--out', sys.argv[1]]); "
-            "print(sorted(m for m in ('torch._dynamo', 'torch._inductor') if m in sys.modules))")
+            "main(['train', '--dataset', 'synthetic-iemocap', '--variant', 'no_adversary', '--seed', '0', '--threads', '1', "
+            "'--set', 'train.epochs=1', '--out', sys.argv[1]]); "
+            "print(sorted(m for m in ('torch._dynamo', 'torch._inductor', 'torch.fx.experimental.symbolic_shapes') "
+            "if m in sys.modules))")
     proc = subprocess.run([sys.executable, "-c", code, str(synthetic_project / "no-compiler-run")],
                           cwd=synthetic_project, capture_output=True, text=True, check=True)
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout + proc.stderr
+
+
+def test_the_attention_mask_check_without_symbolic_shapes_still_refuses_a_wrong_mask():
+    from maln.optim import _check_key_padding_mask
+
+    _check_key_padding_mask(torch.zeros(2, 5, dtype=torch.bool), 5, 2)
+    with pytest.raises(AssertionError, match=r"shape\[0\] to be 3, but got 2"):
+        _check_key_padding_mask(torch.zeros(2, 5, dtype=torch.bool), 5, 3)
+    with pytest.raises(AssertionError, match=r"shape\[1\] to be 5, but got 4"):
+        _check_key_padding_mask(torch.zeros(2, 4, dtype=torch.bool), 5, 2)

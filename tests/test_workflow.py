@@ -3,12 +3,13 @@ offline real-data switch, grouped seeds, sweeps (DVC's side: tests/test_dvc.py).
 
 import json
 import shutil
+import sys
 from itertools import combinations
 
 import pytest
 
 from conftest import without_timing
-from workflow_helpers import copy_repo, edited, make_tiny, snakemake
+from workflow_helpers import copy_repo, edited, job_stats, make_tiny, run, snakemake
 
 pytestmark = pytest.mark.integration
 
@@ -58,14 +59,7 @@ def test_editing_code_that_training_imports_reruns_training_and_a_report_module_
     weights every prediction uses and was once missing from a hand-kept list."""
     root, _ = study
     def planned():
-        """The jobs of `snakemake -n`'s "Job stats" table."""
-        out = snakemake(root, "-n")
-        lines = (out.stdout + out.stderr).splitlines()
-        start = next((i for i, line in enumerate(lines) if line.startswith("Job stats:")), None)
-        if start is None:
-            return set()
-        end = next(i for i in range(start, len(lines)) if lines[i].startswith("total"))
-        return {line.split()[0] for line in lines[start + 3:end]}
+        return set(job_stats(snakemake(root, "-n")))
 
     with edited(root / "maln/combination.py"):
         jobs = planned()
@@ -94,6 +88,18 @@ def test_a_sweep_runs_with_one_command_and_makes_its_table_and_figure(study, tmp
     assert (swept / "results/figures/sweep.png").read_bytes()[:4] == b"\x89PNG"
     again = snakemake(swept, "-n", "--config", sweep, study)
     assert "Nothing to be done" in again.stdout + again.stderr
+
+
+def test_parsing_the_snakefile_imports_no_torch(study):
+    """Every Snakemake start (each `dvc repro` stage, each job on SLURM) parses the Snakefile;
+    torch's import would add 2-3 s of CPU to each (resources.gpu: auto asks whether CUDA is there:
+    maln.devices.cuda_available reads it off the installed torch's build)."""
+    root, _ = study
+    code = ("import sys\nfrom snakemake.cli import main\ntry:\n    main(['-n', '--quiet'])\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in ('torch', 'sklearn', 'maln.train') if m in sys.modules))")
+    out = run([sys.executable, "-c", code], root)
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout[-2000:]
 
 
 def test_lint_is_clean(study):
@@ -167,7 +173,9 @@ def test_concurrent_training_jobs_get_distinct_gpus(tmp_path):
     root = copy_repo(tmp_path / "gpus")
     make_tiny(root, variants=("full", "text_only", "audio_only", "visual_only"), seeds=(0,), epochs=3,
               datasets=("synthetic-iemocap",))
-    snakemake(root, "--cores", "4", "--resources", "gpu=2", "--config", "resources={gpu: 1}",
+    targets = [f"results/runs/synthetic-iemocap/{v}/seed0/metrics.json"
+               for v in ("full", "text_only", "audio_only", "visual_only")]
+    snakemake(root, *targets, "--cores", "4", "--resources", "gpu=2", "--config", "resources={gpu: 1}",
               MALN_SIMULATE_GPUS="2", MALN_GPU_LOCK_DIR=str(tmp_path / "locks"))
     jobs = []
     for m in (root / "results/runs").glob("*/*/seed0/metrics.json"):
@@ -243,7 +251,9 @@ def test_seeds_grouped_in_one_job_give_the_same_runs_as_one_job_per_seed(study, 
     grouped = copy_repo(tmp_path / "grouped")
     # the study fixture's parameters, seeds 0 and 1 in one job, on one of its two datasets
     make_tiny(grouped, seeds_per_job=2, datasets=("synthetic-meld",))
-    out = snakemake(grouped, "--cores", "4", "--resources", "gpu=1")
+    # the runs only: what grouping could change (the baseline and the report are not run)
+    targets = [f"results/runs/synthetic-meld/{v}/seed{s}/metrics.json" for v in ("full", "text_only") for s in (0, 1)]
+    out = snakemake(grouped, *targets, "--cores", "4", "--resources", "gpu=1")  # targets first: options take lists
     assert "train_seeds0_1" in out.stdout + out.stderr
     runs = sorted(p.relative_to(root) for p in (root / "results/runs/synthetic-meld").rglob("*") if p.is_file())
     assert runs == sorted(p.relative_to(grouped) for p in (grouped / "results/runs").rglob("*") if p.is_file())

@@ -43,11 +43,14 @@ def copy_repo(dest: Path) -> Path:
 def make_tiny(root: Path, variants=("full", "text_only", "visual_only"), seeds=(0, 1), epochs=2,
               datasets=tuple(TINY), configurations=("recommended",), **study) -> None:
     """Shrink params.yaml in `root`: small synthetic data, few epochs, a few variants, seeds and
-    datasets (of TINY), the recommended configuration only unless asked. Learning rates are left to
+    datasets (of TINY), the recommended configuration only unless asked, a small report. Learning rates are left to
     train.lr, so a change of train.lr reaches the runs."""
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
     params["budgets"]["synthetic"]["train"] = {"epochs": epochs, "batch_dialogues": 8}
+    # the report's resampling and layouts at the schema's small end: each rerun of the report
+    # costs seconds less, and nothing here reads an interval or a layout's detail
+    params["report"].update(bootstrap=100, tsne_utterances=20)
     for name, synth in TINY.items():
         entry = params["datasets"][name]
         entry["synthetic"].update(synth)
@@ -93,6 +96,16 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 600, slurm
 
 def snakemake(root: Path, *args, check=True, timeout=600, slurm=False, **extra_env):
     return run([sys.executable, "-m", "snakemake", *args], root, check, timeout, slurm, **extra_env)
+
+
+def job_stats(proc: subprocess.CompletedProcess) -> dict[str, int]:
+    """Snakemake's "Job stats" table (rule -> jobs) from a run's or a dry run's output; {} if none."""
+    lines = (proc.stdout + proc.stderr).splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith("Job stats:")), None)
+    if start is None:
+        return {}
+    end = next(i for i in range(start, len(lines)) if lines[i].startswith("total"))
+    return {line.split()[0]: int(line.split()[1]) for line in lines[start + 3:end]}
 
 
 def dvc(root: Path, *args, check=True):

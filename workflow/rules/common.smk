@@ -1,5 +1,6 @@
 # Configuration is validated once, here; every helper the rules use lives in this file.
 
+import os
 import shlex
 import sys
 from pathlib import Path
@@ -8,6 +9,7 @@ from snakemake.utils import validate
 
 from maln.config import check_references, diff_overrides, effective_config, read_params_file, read_yaml, validate_schema
 from maln.deps import STEPS, files as code_files
+from maln.devices import cuda_available
 from maln.io import canonical_hash
 from maln.data import layouts
 from maln.data.fetch import raw_files, verify
@@ -19,10 +21,14 @@ from maln.study import RUN_FILES, SWEEP_VARIANT, TABLES, report_outputs as aggre
 _SHIPPED = read_params_file("params.yaml")
 
 
-def _retype(value):
-    """Snakemake reads nested `--config` values as strings ('0.3', '1'); read scalars back as YAML."""
+def _retype(value, shipped=None):
+    """Snakemake reads nested `--config` values as strings ('0.3', '1'); read scalars back as YAML.
+    What equals params.yaml's own value came from the file, typed already, and is not parsed again."""
+    if value == shipped:
+        return value
     if isinstance(value, dict):
-        return {k: _retype(v) for k, v in value.items()}
+        shipped = shipped if isinstance(shipped, dict) else {}
+        return {k: _retype(v, shipped.get(k)) for k, v in value.items()}
     if isinstance(value, list):
         return [_retype(v) for v in value]
     if isinstance(value, str) and value.strip():
@@ -31,7 +37,7 @@ def _retype(value):
     return value
 
 
-config.update(_retype(dict(config)))
+config.update(_retype(dict(config), _SHIPPED))
 validate(config, schema="../schemas/params.schema.yaml")
 # maln's own pass over the same schema also refuses what JSON Schema admits (NaN, infinities, 8.0 as
 # an integer), so a bad --config value stops here, not in the first training job
@@ -46,7 +52,21 @@ _OVERRIDES = diff_overrides(_SHIPPED, config)
 PARAMS = Params(config, Path("params.yaml").resolve(), tuple(_OVERRIDES))
 # With --use-conda a job runs in workflow/envs/maln.yaml, whose `python` is the one to call.
 _CONDA = "CONDA" in {m.name for m in workflow.deployment_settings.deployment_method}
-MALN = "python -m maln" if _CONDA else f"{shlex.quote(sys.executable)} -m maln"
+
+
+def _interpreter() -> str:
+    """This interpreter, spelt `<its bin>/python` where that is the same program: a venv's python,
+    python3 and python3.11 are one, and `snakemake` (its script says python3) and `python -m
+    snakemake` must give the jobs the same command, or each would rerun every job of the other."""
+    exe = Path(sys.executable)
+    plain = exe.with_name("python")
+    try:
+        return str(plain) if plain != exe and os.path.samefile(plain, exe) else str(exe)
+    except OSError:
+        return str(exe)
+
+
+MALN = "python -m maln" if _CONDA else f"{shlex.quote(_interpreter())} -m maln"
 ENV = "../envs/maln.yaml"
 
 
@@ -214,9 +234,7 @@ def train_resources():
     if gpu == "auto":
         device = config["train"]["device"]
         if device == "auto":
-            import torch
-
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+            device = "cuda" if cuda_available() else "cpu"
         gpu = int(device == "cuda")
     resources = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpu": gpu}
     # SLURM-only requests; absent unless set, so the profile's default-resources apply.
