@@ -33,7 +33,7 @@ from corpus import CASES, Unavailable, run_case, small_fs
 IMPORTS_TORCH = {"train", "evaluate", "predict"}
 
 
-@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=[pytest.mark.timed] * (c.command in IMPORTS_TORCH))
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.name, marks=pytest.mark.timed if c.command in IMPORTS_TORCH else ())
                                   for c in sorted(CASES, key=lambda c: c.command not in IMPORTS_TORCH)])
 def test_bad_input_is_refused_clearly_quickly_and_changes_nothing(case, tmp_path):
     """Each case within corpus.SECONDS and corpus.PEAK_MB, project byte-identical afterwards."""

@@ -43,8 +43,8 @@ def copy_repo(dest: Path) -> Path:
 def make_tiny(root: Path, variants=("full", "text_only", "visual_only"), seeds=(0, 1), epochs=2,
               datasets=tuple(TINY), configurations=("recommended",), **study) -> None:
     """Shrink params.yaml in `root`: small synthetic data, few epochs, a few variants, seeds and
-    datasets (of TINY), the recommended configuration only unless asked, a small report. Learning rates are left to
-    train.lr, so a change of train.lr reaches the runs."""
+    datasets (of TINY), the recommended configuration only unless asked, a small report. Learning
+    rates are left to train.lr, so a change of train.lr reaches the runs."""
     path = root / "params.yaml"
     params = yaml.safe_load(path.read_text())
     params["budgets"]["synthetic"]["train"] = {"epochs": epochs, "batch_dialogues": 8}
