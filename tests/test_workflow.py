@@ -170,13 +170,38 @@ def test_report_shows_the_main_table_and_the_ablation_figure_in_a_browser(study,
 
 
 def test_concurrent_training_jobs_get_distinct_gpus(tmp_path):
+    """Two jobs that hold a GPU at the same moment hold different ones. The moment is made, not hoped
+    for: the test holds both (simulated) GPUs until two training jobs are waiting for one, then lets
+    both go; on a loaded machine, jobs left to start on their own can each finish before the next
+    asks (CI once saw four jobs in a row on slot 0)."""
+    import fcntl
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
     root = copy_repo(tmp_path / "gpus")
-    make_tiny(root, variants=("full", "text_only", "audio_only", "visual_only"), seeds=(0,), epochs=3,
-              datasets=("synthetic-iemocap",))
-    targets = [f"results/runs/synthetic-iemocap/{v}/seed0/metrics.json"
-               for v in ("full", "text_only", "audio_only", "visual_only")]
-    snakemake(root, *targets, "--cores", "4", "--resources", "gpu=2", "--config", "resources={gpu: 1}",
-              MALN_SIMULATE_GPUS="2", MALN_GPU_LOCK_DIR=str(tmp_path / "locks"))
+    variants = ("full", "text_only", "audio_only", "visual_only")
+    make_tiny(root, variants=variants, seeds=(0,), epochs=3, datasets=("synthetic-iemocap",))
+    locks = tmp_path / "locks"
+    locks.mkdir()
+    held = [open(locks / f"gpu-simulated-{i}.lock", "a+") for i in range(2)]
+    for f in held:
+        fcntl.flock(f, fcntl.LOCK_EX)
+    logs = [root / f"results/logs/train/synthetic-iemocap/{v}/seed0.log" for v in variants]
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(snakemake, root, *[f"results/runs/synthetic-iemocap/{v}/seed0/metrics.json"
+                                               for v in variants],
+                           "--cores", "4", "--resources", "gpu=2", "--config", "resources={gpu: 1}",
+                           MALN_SIMULATE_GPUS="2", MALN_GPU_LOCK_DIR=str(locks))
+        try:
+            deadline = time.monotonic() + 300
+            while sum(log.exists() and "GPU(s) are taken" in log.read_text() for log in logs) < 2:
+                assert not done.done(), done.result()
+                assert time.monotonic() < deadline, "no two training jobs ever waited for a GPU"
+                time.sleep(0.2)
+        finally:
+            for f in held:
+                f.close()  # both slots free at once (and, should the wait fail, Snakemake not left hanging)
+        done.result()
     jobs = []
     for m in (root / "results/runs").glob("*/*/seed0/metrics.json"):
         metrics = json.loads(m.read_text())
