@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import maln  # noqa: F401  (before any test imports torch: maln pins the CPU kernels, maln/__init__.py)
+
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

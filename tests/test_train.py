@@ -111,6 +111,35 @@ def test_variant_without_its_modality_exits_3_with_one_line(synthetic_project):
     assert proc.stderr.strip().count("\n") == 0 and "not applicable" in proc.stderr
 
 
+def test_importing_maln_pins_the_avx2_cpu_kernels_unless_the_environment_chose():
+    """An AVX-512 host rounds differently from an AVX2 one (maln/__init__.py): there, any process
+    that imports maln gets torch's, OpenBLAS's and numpy's AVX2 kernels, and a choice made in the
+    environment stands; elsewhere nothing is set."""
+    import platform
+
+    names = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OPENBLAS_CORETYPE", "NPY_DISABLE_CPU_FEATURES")
+    ask = ("import json, os, maln, numpy, scipy.linalg, torch, threadpoolctl\n"
+           "from numpy._core._multiarray_umath import __cpu_features__\n"
+           "print(json.dumps([torch.backends.cpu.get_cpu_capability(), __cpu_features__.get('X86_V4'), "
+           "sorted({i['architecture'] for i in threadpoolctl.threadpool_info() if i['internal_api'] == 'openblas'}), "
+           f"[n for n in {names!r} if n in os.environ]]))")
+    env = {k: v for k, v in os.environ.items() if k not in names}
+
+    def child(**extra):
+        out = subprocess.run([sys.executable, "-W", "error::ImportWarning", "-c", ask], env={**env, **extra},
+                             capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)
+
+    with open("/proc/cpuinfo") as f:
+        avx512 = platform.machine() == "x86_64" and re.search(r"^flags\s*:.*\bavx512f\b", f.read(), re.M)
+    if not avx512:
+        assert child()[3] == [], "maln set kernel choices on a CPU without AVX-512"
+        return
+    assert child() == ["AVX2", False, ["Haswell"], list(names)]
+    assert child(ATEN_CPU_CAPABILITY="default")[0] == "DEFAULT"
+
+
 def test_two_runs_with_one_seed_give_identical_results(synthetic_project, tmp_path):
     params = load_params(synthetic_project / "params.yaml", ["train.epochs=3"])
     run = Run(params, "synthetic-meld", "full", threads=1)
