@@ -9,16 +9,15 @@ from pathlib import Path
 __version__ = "0.1.0"
 
 
-def _version_of(package: str) -> tuple:
-    """(major, minor) of an installed package, read off its version.py without importing it
-    (importlib.metadata costs 40 ms, on every maln start); (0, 0) if unknown."""
+def version_py(package: str) -> str:
+    """The text of an installed package's version.py, read without importing the package (torch:
+    2-3 s; importlib.metadata: 40 ms, on every maln start); "" if there is none."""
     import importlib.util
 
     try:
-        text = (Path(importlib.util.find_spec(package).origin).parent / "version.py").read_text()
-        return tuple(int(n) for n in re.search(r"^version\s*=\s*.(\d+)\.(\d+)", text, re.M).groups())
-    except (AttributeError, TypeError, OSError, ValueError):
-        return (0, 0)
+        return (Path(importlib.util.find_spec(package).origin).parent / "version.py").read_text()
+    except (AttributeError, TypeError, OSError):
+        return ""
 
 
 def _pin_cpu_kernels() -> None:
@@ -41,7 +40,8 @@ def _pin_cpu_kernels() -> None:
     if not re.search(r"^flags\s*:.*\bavx512f\b", cpuinfo, re.M):
         return  # no AVX-512: the libraries' own choice is the AVX2 kernels (or older ones)
     # numpy's dispatch targets; 2.4 renamed them by x86-64 level
-    numpy_targets = ("X86_V4 AVX512_ICL AVX512_SPR" if _version_of("numpy") >= (2, 4)
+    numpy = re.search(r"^version\s*=\s*.(\d+)\.(\d+)", version_py("numpy"), re.M)
+    numpy_targets = ("X86_V4 AVX512_ICL AVX512_SPR" if numpy and tuple(map(int, numpy.groups())) >= (2, 4)
                      else "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL "
                           "AVX512_ICL AVX512_SPR")
     pins = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell",

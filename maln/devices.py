@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from maln import version_py
 from maln.errors import MalnError
 
 
@@ -49,14 +50,9 @@ def lock_dir() -> Path:
 def cuda_available() -> bool:
     """torch.cuda.is_available(), without importing torch (2-3 s of CPU) where the answer is known:
     a CPU build of torch (its version.py names no CUDA and no ROCm) never sees a GPU."""
-    spec = importlib.util.find_spec("torch")
-    if spec is None or not spec.submodule_search_locations:
+    if importlib.util.find_spec("torch") is None:
         return False
-    version = Path(next(iter(spec.submodule_search_locations))) / "version.py"
-    try:
-        text = version.read_text()
-    except OSError:
-        text = ""
+    text = version_py("torch")
     if all(re.search(rf"^{name}\b[^=]*=\s*None\s*$", text, re.M) for name in ("cuda", "hip")):
         return False
     import torch

@@ -169,23 +169,23 @@ def test_report_shows_the_main_table_and_the_ablation_figure_in_a_browser(study,
     print(f"screenshots: {tmp_path / 'report-main-table.png'}, {tmp_path / 'report-ablation-figure.png'}")
 
 
-def test_concurrent_training_jobs_get_distinct_gpus(tmp_path):
+def test_concurrent_training_jobs_get_distinct_gpus(tmp_path, monkeypatch):
     """Two jobs that hold a GPU at the same moment hold different ones. The moment is made, not hoped
     for: the test holds both (simulated) GPUs until two training jobs are waiting for one, then lets
     both go; on a loaded machine, jobs left to start on their own can each finish before the next
     asks (CI once saw four jobs in a row on slot 0)."""
-    import fcntl
     import time
     from concurrent.futures import ThreadPoolExecutor
+
+    from maln.devices import acquire_slot
 
     root = copy_repo(tmp_path / "gpus")
     variants = ("full", "text_only", "audio_only", "visual_only")
     make_tiny(root, variants=variants, seeds=(0,), epochs=3, datasets=("synthetic-iemocap",))
     locks = tmp_path / "locks"
-    locks.mkdir()
-    held = [open(locks / f"gpu-simulated-{i}.lock", "a+") for i in range(2)]
-    for f in held:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    monkeypatch.setenv("MALN_GPU_LOCK_DIR", str(locks))
+    keys = ["simulated-0", "simulated-1"]  # MALN_SIMULATE_GPUS=2's slots
+    held = [acquire_slot(keys)[1] for _ in keys]  # slot 0, then slot 1
     logs = [root / f"results/logs/train/synthetic-iemocap/{v}/seed0.log" for v in variants]
     with ThreadPoolExecutor(1) as pool:
         done = pool.submit(snakemake, root, *[f"results/runs/synthetic-iemocap/{v}/seed0/metrics.json"
