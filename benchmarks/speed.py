@@ -77,6 +77,7 @@ def build(shape: str, root: Path, dialogues: int | None = None):
                       "dims": spec["dims"], "signal": {m: 1.5 for m in spec["dims"]}, "seed": 1},
     }}
     params["study"]["datasets"] = [f"bench-{shape}"]
+    params["study"].pop("rows", None)  # it names the shipped registry's datasets
     root.mkdir(parents=True, exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     p = load_params(root / "params.yaml")

@@ -200,7 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="one seed, or several trained one after another in this process")
     p.add_argument("--out", type=Path, help="run folder (default results/runs/DATASET/VARIANT/seedS, or "
                    ".../DATASET/paper/VARIANT/seedS under configuration: paper; with several seeds, OUT/seedS)")
-    p.add_argument("--threads", type=threads_option, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=threads_option, help="CPU threads for torch and for numpy's BLAS (default: their choice)")
     p.add_argument("--force", action="store_true", help="retrain even if the run folder holds a finished run of this configuration")
     p.set_defaults(func=cmd_train)
 

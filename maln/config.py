@@ -101,6 +101,22 @@ def validate_schema(params: dict, source: str = DEFAULT_PARAMS) -> None:
         raise ConfigError(f"{source} is invalid:\n  " + "\n  ".join(dict.fromkeys(lines)))
 
 
+def check_rows(params: dict, source: str) -> None:
+    """study.rows names datasets of the registry and rows made of a known configuration and variant."""
+    from maln.model.variants import VARIANTS
+
+    for dataset, rows in (params["study"].get("rows") or {}).items():
+        if dataset not in params["datasets"]:
+            raise ConfigError(f"{source}: study.rows: unknown dataset {dataset!r}; the registry has "
+                              f"{', '.join(params['datasets'])}")
+        for row in rows:
+            configuration, _, variant = row.rpartition("/")
+            if configuration and configuration not in params["configurations"] or variant not in VARIANTS:
+                raise ConfigError(f"{source}: study.rows.{dataset}: {row!r} is not a row; a row is a variant "
+                                  f"({', '.join(VARIANTS)}), after its configuration and a slash unless that is "
+                                  f"the recommended one (configurations: has {', '.join(params['configurations'])})")
+
+
 def check_references(params: dict, source: str = DEFAULT_PARAMS) -> None:
     """What the schema cannot say: names that must exist, values that must fit together."""
     unknown = [d for d in params["study"]["datasets"] if d not in params["datasets"]]
@@ -115,6 +131,7 @@ def check_references(params: dict, source: str = DEFAULT_PARAMS) -> None:
         if unknown := [n for n in names if n not in known]:
             raise ConfigError(f"{source}: {key}: unknown configuration {', '.join(map(repr, unknown))}; "
                               f"configurations: has {', '.join(map(repr, known))}")
+    check_rows(params, source)
     from maln.model.config import ModelConfig
 
     for name, entry in params["datasets"].items():

@@ -54,12 +54,22 @@ def labels(params_data: dict) -> list[str]:
     return [label(c, v) for c in study["configurations"] for v in study["variants"]]
 
 
+def dataset_labels(params_data: dict, dataset: str) -> list[str]:
+    """The rows a dataset trains: every configuration x variant, or those study.rows names for it."""
+    every = labels(params_data)
+    chosen = (params_data["study"].get("rows") or {}).get(dataset)
+    if chosen is None:
+        return every
+    chosen = {label(*parse_label(r)) for r in chosen}  # `recommended/full` is the row `full`
+    return [r for r in every if r in chosen]
+
+
 def cells(params_data: dict) -> list[Cell]:
-    """Every dataset x configuration x variant of the study, applicable or not."""
+    """Every dataset x row of the study (dataset_labels), applicable or not."""
     out = []
     for d in params_data["study"]["datasets"]:
         mods = modalities(params_data, d)
-        for name in labels(params_data):
+        for name in dataset_labels(params_data, d):
             variant = VARIANTS[parse_label(name)[1]]
             if variant.applicable(mods):
                 out.append(Cell(d, name, True))

@@ -85,8 +85,11 @@ class Run:
         model_dict, train_dict = params.run_config(dataset)
         self.model_cfg = ModelConfig.from_dict(model_dict)
         self.train_cfg = TrainConfig.from_dict(train_dict)
-        if threads:
+        if threads:  # torch's threads, and numpy's BLAS and OpenMP pools (Snakemake may say more)
+            from threadpoolctl import threadpool_limits
+
             torch.set_num_threads(threads)
+            threadpool_limits(threads)
         self.placement: Placement = place(self.train_cfg.device)
         self.device = self.placement.device
         if not (self.train_cfg.compile and self.device.type == "cuda"):
@@ -128,6 +131,7 @@ class Run:
              f"device {self.placement.describe()}, {torch.get_num_threads()} threads")
         epochs_log = EpochLog(cfg.epochs, state, f"{self.run_label} seed{seed}", progress)
         class_weights = class_weight_vector(self.store, self.device) if cfg.class_weights else None
+        every, saved = self.params.data["resources"]["checkpoint_every_s"], None  # resume checkpoints
         while state["epoch"] < cfg.epochs:
             epoch, t0 = state["epoch"] + 1, time.perf_counter()
             torch.manual_seed(_epoch_seed(seed, epoch))
@@ -144,8 +148,11 @@ class Run:
             curve = {"test_weighted_f1": round(self._test_curve_score(step), 6)} if cfg.record_test_curve else {}
             state["history"].append(history_row(epoch, losses, valid, curve, time.perf_counter() - t0))
             state["epoch"] = epoch
-            save_checkpoint(out_dir, {"format": "maln-checkpoint", "config_hash": config_hash, "store_hash": self.store.hash,
-                                      "model": model.state_dict(), "optimizer": optimizer.state_dict(), **state})
+            if saved is None or time.perf_counter() - saved >= every:
+                save_checkpoint(out_dir, {"format": "maln-checkpoint", "config_hash": config_hash,
+                                          "store_hash": self.store.hash, "model": model.state_dict(),
+                                          "optimizer": optimizer.state_dict(), **state})
+                saved = time.perf_counter()
             epochs_log.epoch(epoch, losses, valid, improved, state, t0)
             if cfg.patience and state["stale"] >= cfg.patience:
                 log(f"early stop: no better validation WF1 for {cfg.patience} epochs")

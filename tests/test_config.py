@@ -33,6 +33,10 @@ def test_schema_layout_enum_is_the_layout_registry():
         ("datasets.iemocap.sha1=abc", "datasets.iemocap.sha1: 'abc' does not match"),
         ("model.width=50", "model.attention_heads: 4 does not divide model.width 50"),
         ("datasets.synthetic-meld.overrides.train.lr=0", "datasets.synthetic-meld.overrides.train.lr: 0 is less than or equal"),
+        ("study.rows={nope: [full]}", "study.rows: unknown dataset 'nope'"),
+        ("study.rows={synthetic-meld: [full, paper/everything]}", "study.rows.synthetic-meld: 'paper/everything' is not a row"),
+        ("study.rows={synthetic-meld: [papers/full]}", "study.rows.synthetic-meld: 'papers/full' is not a row"),
+        ("study.rows={synthetic-meld: []}", "study.rows.synthetic-meld: [] should be non-empty"),
     ],
 )
 def test_invalid_params_name_the_key_and_the_problem(override, message):
@@ -244,3 +248,16 @@ def test_every_reading_of_parameters_goes_through_the_one_yaml_reader():
                 offenders.append(f"{path.relative_to(REPO)}:{number}: {line.strip()}")
     assert len(offenders) == 1 and offenders[0].startswith("maln/yaml_reader.py:"), offenders
     assert offenders[0].endswith("return _tree(yaml.load(text, Loader=_ParamsLoader))"), offenders
+
+
+def test_study_rows_narrow_a_dataset_to_the_rows_it_names():
+    from maln.study import cells, runs
+
+    params = load_params(REPO / "params.yaml", [
+        "study.datasets=[synthetic-iemocap, synthetic-meld]", "study.seeds=[0]",
+        "study.rows={synthetic-meld: [recommended/full, text_only, paper/full, paper/visual_only]}"]).data
+    rows = {d: [c.variant for c in cells(params) if c.dataset == d] for d in params["study"]["datasets"]}
+    assert len(rows["synthetic-iemocap"]) == len(params["study"]["configurations"]) * len(params["study"]["variants"])
+    assert rows["synthetic-meld"] == ["full", "text_only", "paper/full", "paper/visual_only"]  # in the study's order
+    assert [c.applicable for c in cells(params) if c.dataset == "synthetic-meld"] == [True, True, True, False]
+    assert [v for d, v, _ in runs(params) if d == "synthetic-meld"] == ["full", "text_only", "paper/full"]

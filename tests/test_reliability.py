@@ -275,7 +275,7 @@ def test_disk_full_mid_training_keeps_the_last_checkpoint_and_the_next_run_resum
     checkpoint = 4 * 4 * sum(p.numel() for p in model.parameters())
     out = tmp_path / "run"
     args = ["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "0", "--threads", "1",
-            "--set", "train.epochs=2", "--set", "train.patience=0", "--out", out]
+            "--set", "train.epochs=2", "--set", "train.patience=0", "--set", "resources.checkpoint_every_s=0", "--out", out]
     with contextlib.ExitStack() as stack:
         try:
             stack.enter_context(small_fs(out, f"{int(1.5 * checkpoint) // 1024}k"))
@@ -369,7 +369,7 @@ def test_repeated_kills_at_random_moments_never_lose_the_last_good_state(synthet
     pointer): the next start resumes from the last complete epoch, and the end result is the
     uninterrupted run's."""
     args = ["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "5",
-            "--set", "train.epochs=10", "--threads", "1"]
+            "--set", "train.epochs=10", "--set", "resources.checkpoint_every_s=0", "--threads", "1"]
     run_maln(*args, "--out", tmp_path / "whole", cwd=synthetic_project, check=True)
     out = tmp_path / "killed"
     rng = np.random.default_rng(0)

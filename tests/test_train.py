@@ -289,3 +289,28 @@ def test_the_attention_mask_check_without_symbolic_shapes_still_refuses_a_wrong_
         _check_key_padding_mask(torch.zeros(2, 5, dtype=torch.bool), 5, 3)
     with pytest.raises(AssertionError, match=r"shape\[1\] to be 5, but got 4"):
         _check_key_padding_mask(torch.zeros(2, 4, dtype=torch.bool), 5, 2)
+
+
+def test_threads_bound_numpys_blas_as_well_as_torch_whatever_the_environment_says(synthetic_project):
+    """Snakemake sets OMP_NUM_THREADS and OPENBLAS_NUM_THREADS to the CPUs it counts for a job, which
+    may exceed the job's threads (workflow/rules/common.smk job_cpus); `--threads` decides."""
+    code = ("import torch; from threadpoolctl import threadpool_info; from maln.config import load_params; "
+            "from maln.train import Run; Run(load_params('params.yaml'), 'synthetic-meld', 'full', threads=1); "
+            "print(torch.get_num_threads(), sorted({p['num_threads'] for p in threadpool_info()}))")
+    env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
+    proc = subprocess.run([sys.executable, "-c", code], cwd=synthetic_project, env=env, capture_output=True, text=True,
+                          check=True)
+    assert proc.stdout.split() == ["1", "[1]"], proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("every, epochs_saved", [(0, [1, 2, 3]), (3600, [1])])
+def test_resume_checkpoints_are_written_after_the_first_epoch_then_every_so_many_seconds(
+        synthetic_project, tmp_path, monkeypatch, every, epochs_saved):
+    import maln.train
+
+    saved = []
+    write = maln.train.save_checkpoint
+    monkeypatch.setattr(maln.train, "save_checkpoint", lambda out, state: (saved.append(state["epoch"]), write(out, state)))
+    params = load_params(synthetic_project / "params.yaml", ["train.epochs=3", f"resources.checkpoint_every_s={every}"])
+    Run(params, "synthetic-meld", "text_only", threads=1).train_seed(0, tmp_path / "run", progress=False)
+    assert saved == epochs_saved

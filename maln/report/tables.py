@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 
+from maln.model.variants import VARIANTS
 from maln.report import invariance, references
 from maln.report.formats import NA, fmt as _fmt, write
 from maln.report.runs import Study
@@ -142,6 +143,14 @@ BASELINE_ROWS = (("T, logistic regression", "logreg_text"), ("A, logistic regres
                  ("all, late fusion of the single-modality networks", "late_fusion"), ("majority class", "majority"))
 
 
+def _untrained(study: Study, dataset: str, variant: str) -> str:
+    """Why a dataset has no row `variant` that study.rows left out: its modality, or study.rows."""
+    full, modality = study.get(dataset, "full"), VARIANTS[variant].modality
+    if full and modality and modality not in full[0].metrics["modalities"]:
+        return f"n/a: no {modality} modality"
+    return "n/a: not trained (study.rows)"
+
+
 def modality_table(study: Study) -> list[dict]:
     """Text, audio, visual alone and all together (the full model), per dataset (WAA = accuracy);
     then the same for the logistic regressions, and the majority class."""
@@ -153,12 +162,13 @@ def modality_table(study: Study) -> list[dict]:
         row = {"modality": label, "variant": variant}
         for dataset in study.datasets():
             runs = study.get(dataset, variant)
-            cell = next(c for c in study.variants(dataset) if c.variant == variant)
+            cell = next((c for c in study.variants(dataset) if c.variant == variant), None)  # None: not in study.rows
             row[f"{dataset}_modalities"] = "+".join(m[0].upper() for m in runs[0].metrics["modalities"]) if runs else ""
             for short, key in (("waa", "waa"), ("wf1", "weighted_f1")):
                 m, s = mean_std(_pct(runs, key)) if runs else (math.nan, math.nan)
                 row[f"{dataset}_{short}_mean"], row[f"{dataset}_{short}_std"] = m, s
-            row[f"{dataset}_note"] = "" if cell.applicable else f"n/a: {cell.reason}"
+            row[f"{dataset}_note"] = ("" if cell and cell.applicable else f"n/a: {cell.reason}" if cell
+                                      else _untrained(study, dataset, variant))
         rows.append(row)
     for label, name in BASELINE_ROWS:
         row = {"modality": label, "variant": name}
@@ -229,8 +239,7 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
     tables = {}
     tables["main"] = write_main(out, study, confidence, source, published)
 
-    rows = per_class_table(study)
-    tables["per_class"] = rows
+    rows = tables["per_class"] = per_class_table(study)
     body = [[r["dataset"], r["emotion"], str(r["support"]), _fmt(r["acc_mean"], r["acc_std"]), _fmt(r["f1_mean"], r["f1_std"]),
              *(_fmt(r[f"{n}_f1"], None) for n in PER_CLASS_BASELINES)] for r in rows]
     write(out, "per_class", rows, ["Dataset", "Emotion", "Test utterances", "Acc.", "F1",
@@ -239,8 +248,7 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
           "Average(w) is WAA and weighted F1. Last columns: the logistic regression and the MLP on the concatenated "
           f"features, without context (baselines). {source}")
 
-    rows = ablation_table(study, n_boot, confidence, seed)
-    tables["ablation"] = rows
+    rows = tables["ablation"] = ablation_table(study, n_boot, confidence, seed)
     pct = round(100 * confidence)
     body = []
     for r in rows:
@@ -259,8 +267,7 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
                  f"percentile bootstrap interval resampling test dialogues, not utterances ({n_boot} resamples); "
                  f"two-sided paired t-test across seeds. {source}")
 
-    rows = protocol_table(study)
-    tables["protocol"] = rows
+    rows = tables["protocol"] = protocol_table(study)
     body = [[r["dataset"], r["variant"], NA, NA, NA, NA, NA, "–"] if "validation_mean" not in r else
             [r["dataset"], r["variant"], _fmt(r["validation_mean"], r["validation_std"]),
              _fmt(r["best_test_mean"], r["best_test_std"]), _fmt(r["last_mean"], r["last_std"]),
@@ -276,8 +283,7 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
 
     tables["invariance"] = invariance.write_table(out, study, source)
 
-    rows = modality_table(study)
-    tables["modality"] = rows
+    rows = tables["modality"] = modality_table(study)
     header = ["Modality"] + [f"{d} {k}" for d in study.datasets() for k in ("WAA", "WF1")]
     body = []
     for r in rows:

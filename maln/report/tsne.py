@@ -31,6 +31,49 @@ def _probe_title(run) -> str:
 TSNE_ITERATIONS = 500
 
 
+def _embed(points: np.ndarray, seed: int) -> np.ndarray:
+    """One t-SNE layout, on one thread (OpenMP and BLAS): scikit-learn's Barnes-Hut gradient sums in
+    as many threads as the machine has cores, so the layout would depend on the machine."""
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        return TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=30, max_iter=TSNE_ITERATIONS,
+                    random_state=seed).fit_transform(points)
+
+
+def _embed_all(point_sets: dict, seed: int) -> dict:
+    """The layouts of every point set, one process per CPU: each is single-threaded, so running them
+    side by side changes no layout (the aggregate's slowest part: 20 of its 31 s on 2 CPUs)."""
+    import os
+    from concurrent.futures import ProcessPoolExecutor
+
+    workers = min(len(point_sets), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if workers < 2:
+        return {k: _embed(v, seed) for k, v in point_sets.items()}
+    with ProcessPoolExecutor(workers) as pool:
+        futures = {k: pool.submit(_embed, v, seed) for k, v in point_sets.items()}
+        return {k: f.result() for k, f in futures.items()}
+
+
+def _points(features: dict, pick) -> tuple:
+    """The picked utterances' test features as t-SNE points (specific, then common), with each point's
+    kind, modality and emotion."""
+    specific, common, gold, modalities = features["specific"], features["common"], features["gold"], features["modalities"]
+    m = len(modalities)
+    points = np.concatenate([specific[pick].reshape(-1, specific.shape[-1]), common[pick].reshape(-1, common.shape[-1])])
+    kind = np.repeat(["specific", "common"], len(pick) * m)
+    modality = np.tile(np.tile(modalities, len(pick)), 2)
+    emotion = np.tile(np.repeat(gold[pick], m), 2)
+    return points, kind, modality, emotion, modalities
+
+
+def _features(run) -> dict:
+    with np.load(run.path / "features.npz", allow_pickle=False) as f:
+        return {"specific": f["specific"].astype(np.float32), "common": f["common"].astype(np.float32),
+                "gold": f["gold"], "modalities": [str(m) for m in f["modalities"]]}
+
+
 def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, seed: int) -> None:
     """t-SNE of the test-set common and specific features (first seed), per dataset: the full model
     by modality (filled = specific, hollow = common), the same for no_adversary when the study has
@@ -38,9 +81,6 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
     different modalities mingle; each panel's title gives that run's probe accuracies, linear and
     MLP, fitted and scored on disjoint test dialogues (maln/probes.py). Other configurations' full
     models (paper/full) get a by-modality panel of their own."""
-    from sklearn.manifold import TSNE
-    from threadpoolctl import threadpool_limits
-
     plt = _plt()
     datasets = [d for d in study.datasets() if study.get(d, "full")]
     # by modality: the full model, no_adversary (what the adversary changes), other configurations' full model
@@ -50,29 +90,22 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
     fig, axes = plt.subplots(max(1, len(datasets)), columns, figsize=(5.4 * columns, 5.6 * max(1, len(datasets))),
                              squeeze=False)
     rng = np.random.default_rng(seed)
+    points = {}  # (dataset, variant) -> _points(); the full model's layout serves both of its panels
+    for dataset in datasets:
+        pick = None  # the same utterances in each of the dataset's panels
+        for variant in [v for v in by_modality if study.get(dataset, v)]:
+            features = _features(study.get(dataset, variant)[0])
+            if pick is None:
+                n = len(features["gold"])
+                pick = rng.choice(n, size=min(n_utterances, n), replace=False)
+            points[dataset, variant] = _points(features, pick)
+    layouts = _embed_all({k: v[0] for k, v in points.items()}, seed)
     for row, dataset in enumerate(datasets):
         panels = [(v, "by modality") for v in by_modality if study.get(dataset, v)]
-        pick, embedded = None, {}  # the full model's embedding serves both of its panels
         for col, (variant, _) in enumerate(panels + [("full", "by emotion")]):
             run = study.get(dataset, variant)[0]
-            with np.load(run.path / "features.npz", allow_pickle=False) as f:
-                specific, common, gold = f["specific"].astype(np.float32), f["common"].astype(np.float32), f["gold"]
-                modalities = [str(m) for m in f["modalities"]]
-            if pick is None:
-                pick = rng.choice(len(gold), size=min(n_utterances, len(gold)), replace=False)
-            m = len(modalities)
-            points = np.concatenate([specific[pick].reshape(-1, specific.shape[-1]),
-                                     common[pick].reshape(-1, common.shape[-1])])
-            kind = np.repeat(["specific", "common"], len(pick) * m)
-            modality = np.tile(np.tile(modalities, len(pick)), 2)
-            emotion = np.tile(np.repeat(gold[pick], m), 2)
-            if variant not in embedded:
-                # one thread (OpenMP and BLAS): scikit-learn's Barnes-Hut gradient sums in as many
-                # threads as the machine has cores, so the layout would depend on the machine
-                with threadpool_limits(1):
-                    embedded[variant] = TSNE(n_components=2, init="pca", learning_rate="auto", perplexity=30,
-                                             max_iter=TSNE_ITERATIONS, random_state=seed).fit_transform(points)
-            xy = embedded[variant]
+            _, kind, modality, emotion, modalities = points[dataset, variant]
+            xy = layouts[dataset, variant]
             ax = axes[row][col]
             if col < len(panels):
                 for name in modalities:

@@ -5,6 +5,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import validate
 
 from maln.config import check_references, diff_overrides, effective_config, read_params_file, read_yaml, validate_schema
@@ -16,6 +17,7 @@ from maln.data.fetch import raw_files, verify
 from maln.data.shapes import has_oracle
 from maln.errors import MalnError
 from maln.config import Params
+from maln.model.variants import VARIANTS
 from maln.study import RUN_FILES, SWEEP_VARIANT, TABLES, report_outputs as aggregate_outputs, baseline_path, labels, oracle_file as registry_oracle, parse_label, runs, seed_chunks, sweep_path, sweep_runs
 
 _SHIPPED = read_params_file("params.yaml")
@@ -114,6 +116,12 @@ def configuration_of(wildcards):
 
 def variant_of(wildcards):
     return parse_label(wildcards.variant)[1]
+
+
+def train_priority(wildcards):
+    """Multimodal rows first (each takes three to five times a single modality's time), so that the
+    study does not end on one long job with the other CPUs idle."""
+    return 0 if VARIANTS[variant_of(wildcards)].modality else 1
 
 
 def baseline_config(wildcards):
@@ -224,6 +232,22 @@ def sweep_config(wildcards):
 
 def study_baselines():
     return [str(baseline_path(d)) for d in STUDY["datasets"]]
+
+
+def job_cpus():
+    """The CPUs Snakemake counts for one training job: resources.threads (the torch threads it runs),
+    or more where the machine has fewer CPUs than `--cores`, so that run locally no more training
+    jobs than CPUs share the machine (`--cores 4` on 2 CPUs: two at a time; four time-sliced jobs
+    made the default study about 13 % slower, docs/development.md). Scheduling only: the job still
+    runs resources.threads threads (its --threads), so results do not depend on it."""
+    threads = config["resources"]["threads"]
+    try:
+        cores = workflow.cores
+    except WorkflowError:  # no --cores: a cluster run (one job per node), or a command that runs nothing
+        return threads
+    if not workflow.local_exec or not os.cpu_count():
+        return threads
+    return max(threads, -(-cores // os.cpu_count()))
 
 
 def train_resources():

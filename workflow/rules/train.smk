@@ -20,11 +20,13 @@ for _chunk in seed_chunks(config):
             f"results/logs/train/{{dataset}}/{{variant}}/seed{_tag}.log",
         benchmark:
             f"results/benchmarks/train/{{dataset}}/{{variant}}/seed{_tag}.tsv"
-        threads: config["resources"]["threads"]
+        threads: job_cpus()
+        priority: train_priority
         resources:
             **_RESOURCES,
         params:
             maln=MALN,
+            threads=config["resources"]["threads"],
             sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train"),
             seeds=" ".join(map(str, _chunk)),
             config=train_config(_chunk),
@@ -32,7 +34,7 @@ for _chunk in seed_chunks(config):
             configuration=configuration_of,
         shell:
             "{params.maln} train --dataset {wildcards.dataset} --variant {params.variant} "
-            "--seed {params.seeds} --threads {threads} {params.sets} --set configuration={params.configuration} "
+            "--seed {params.seeds} --threads {params.threads} {params.sets} --set configuration={params.configuration} "
             "2> {log}"
 
 
@@ -52,18 +54,19 @@ rule train_sweep:
     wildcard_constraints:
         key="|".join(map(re.escape, SWEEP)) or NEVER,
         seed=r"\d+",
-    threads: config["resources"]["threads"]
+    threads: job_cpus()
     resources:
         **_RESOURCES,
     params:
         maln=MALN,
+        threads=config["resources"]["threads"],
         variant=SWEEP_VARIANT,
         sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train"),
         config=sweep_config,
     shell:
         "{params.maln} train --dataset {wildcards.dataset} --variant {params.variant} --seed {wildcards.seed} "
         "--out results/sweeps/{wildcards.key}/{wildcards.value}/{wildcards.dataset}/seed{wildcards.seed} "
-        "--threads {threads} {params.sets} --set {wildcards.key}={wildcards.value:q} 2> {log}"
+        "--threads {params.threads} {params.sets} --set {wildcards.key}={wildcards.value:q} 2> {log}"
 
 
 rule runs:
