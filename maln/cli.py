@@ -117,7 +117,7 @@ def cmd_aggregate(args) -> int:
     from maln.report.aggregate import aggregate
 
     params = _params(args)
-    metrics = aggregate(params, args.readme)
+    metrics = aggregate(params, args.readme, args.threads)
     n = sum(len(v) for v in metrics.values())
     print(f"aggregated {n} dataset x variant cells -> results/metrics.json, results/tables/, results/figures/"
           + (f", {args.readme}" if args.readme else ""), file=sys.stderr)
@@ -223,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("aggregate", parents=[common], help="turn the study's runs into tables, figures and results/metrics.json")
     p.add_argument("--readme", type=Path, help="also refresh this README's generated results section")
+    p.add_argument("--threads", type=threads_option, help="processes for the t-SNE layouts, one each (default: a CPU each)")
     p.set_defaults(func=cmd_aggregate)
     return parser
 

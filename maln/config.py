@@ -102,10 +102,13 @@ def validate_schema(params: dict, source: str = DEFAULT_PARAMS) -> None:
 
 
 def check_rows(params: dict, source: str) -> None:
-    """study.rows names datasets of the registry and rows made of a known configuration and variant."""
+    """study.rows names datasets of the registry and rows of a known configuration and variant (that
+    the study trains one of them: maln.study.dataset_labels)."""
     from maln.model.variants import VARIANTS
 
     for dataset, rows in (params["study"].get("rows") or {}).items():
+        if rows is None:  # every row
+            continue
         if dataset not in params["datasets"]:
             raise ConfigError(f"{source}: study.rows: unknown dataset {dataset!r}; the registry has "
                               f"{', '.join(params['datasets'])}")
@@ -266,7 +269,7 @@ def _bounded_int(option: str, low: int, high: int, why: str):
 
 
 seed_option = _bounded_int("seed", 0, SEED_MAX, "the seeds numpy and torch accept")
-threads_option = _bounded_int("threads", 1, THREADS_MAX, "CPU threads for torch")
+threads_option = _bounded_int("threads", 1, THREADS_MAX, "CPU threads (torch, BLAS) or processes")
 
 
 def load_params(path: str | Path = DEFAULT_PARAMS, overrides=()) -> Params:

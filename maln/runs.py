@@ -77,7 +77,7 @@ def remove_checkpoints(out_dir: Path, keep: str | None = None) -> None:
 
 
 def load_resume_state(out_dir: Path, config_hash: str, store_hash: str) -> dict | None:
-    """The last epoch's state if it is intact and belongs to this configuration; otherwise None
+    """The last checkpointed epoch's state if it is intact and belongs to this configuration; otherwise None
     (with a warning), and training starts from scratch."""
     pointer = out_dir / CHECKPOINT
     if not os.path.lexists(pointer):

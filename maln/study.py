@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from maln.config import sweep_value
+from maln.errors import ConfigError
 from maln.data import layouts
 from maln.data.shapes import has_oracle
 from maln.model.variants import VARIANTS
@@ -61,6 +62,9 @@ def dataset_labels(params_data: dict, dataset: str) -> list[str]:
     if chosen is None:
         return every
     chosen = {label(*parse_label(r)) for r in chosen}  # `recommended/full` is the row `full`
+    if not chosen & set(every):
+        raise ConfigError(f"study.rows.{dataset}: none of its rows is a configuration x variant of the study "
+                          f"(study.configurations, study.variants), so {dataset} would train nothing")
     return [r for r in every if r in chosen]
 
 

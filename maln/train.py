@@ -1,15 +1,17 @@
 """`maln train`: one dataset x variant, one or several seeds.
 
 Model selection is on the validation split (weighted F1); the test split is evaluated once, with the
-selected weights. Every epoch ends with an atomic checkpoint (model, optimiser, best weights, history)
-and its SHA-256, so a killed run started again with the same command resumes where it stopped and ends
-with the same metrics: each epoch reseeds every random generator from (seed, epoch), so nothing depends
+selected weights. The first epoch, and then any epoch that ends resources.checkpoint_every_s after the
+last checkpoint, ends with an atomic checkpoint (model, optimiser, best weights, history) and its
+SHA-256, so a killed run started again with the same command resumes after its last checkpointed
+epoch and ends with the same metrics: each epoch reseeds every random generator from (seed, epoch), so nothing depends
 on how many epochs ran in this process. (The authors' code reset the seed inside each pass, giving the
 same data order every epoch; here it differs per epoch and is still reproducible.)
 """
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 import time
@@ -85,10 +87,11 @@ class Run:
         model_dict, train_dict = params.run_config(dataset)
         self.model_cfg = ModelConfig.from_dict(model_dict)
         self.train_cfg = TrainConfig.from_dict(train_dict)
-        if threads:  # torch's threads, and numpy's BLAS and OpenMP pools (Snakemake may say more)
+        if threads:  # torch's, and the BLAS and OpenMP pools loaded now or later (Snakemake may say more)
             from threadpoolctl import threadpool_limits
 
             torch.set_num_threads(threads)
+            os.environ.update({k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")})
             threadpool_limits(threads)
         self.placement: Placement = place(self.train_cfg.device)
         self.device = self.placement.device

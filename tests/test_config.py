@@ -261,3 +261,14 @@ def test_study_rows_narrow_a_dataset_to_the_rows_it_names():
     assert rows["synthetic-meld"] == ["full", "text_only", "paper/full", "paper/visual_only"]  # in the study's order
     assert [c.applicable for c in cells(params) if c.dataset == "synthetic-meld"] == [True, True, True, False]
     assert [v for d, v, _ in runs(params) if d == "synthetic-meld"] == ["full", "text_only", "paper/full"]
+
+
+def test_study_rows_that_leave_a_dataset_nothing_to_train_are_refused_and_null_means_every_row():
+    from maln.study import cells, dataset_labels
+
+    narrow = load_params(REPO / "params.yaml", ["study.configurations=[recommended]",
+                                                "study.rows={synthetic-meld: [paper/full]}"]).data
+    with pytest.raises(ConfigError, match="study.rows.synthetic-meld: none of its rows .* would train nothing"):
+        cells(narrow)
+    params = load_params(REPO / "params.yaml", ["study.rows={synthetic-meld: null}"]).data
+    assert len(dataset_labels(params, "synthetic-meld")) == len(params["study"]["configurations"]) * len(params["study"]["variants"])

@@ -387,3 +387,13 @@ def test_oracle_files_are_read_for_synthetic_datasets_that_have_one(tmp_path, mo
         check_oracles(study)
     study.oracles = {"d": {**scores, "test_labels": [4, 0]}}
     check_oracles(study)
+
+
+def test_tsne_layouts_in_parallel_processes_equal_the_serial_ones():
+    from maln.report.tsne import _embed, _embed_all
+
+    rng = np.random.default_rng(0)
+    sets = {name: rng.normal(size=(60, 8)).astype(np.float32) for name in ("a", "b", "c")}
+    parallel = _embed_all(sets, seed=0, workers=2)
+    for name, points in sets.items():
+        assert np.array_equal(parallel[name], _embed(points, 0))

@@ -296,6 +296,7 @@ def test_threads_bound_numpys_blas_as_well_as_torch_whatever_the_environment_say
     may exceed the job's threads (workflow/rules/common.smk job_cpus); `--threads` decides."""
     code = ("import torch; from threadpoolctl import threadpool_info; from maln.config import load_params; "
             "from maln.train import Run; Run(load_params('params.yaml'), 'synthetic-meld', 'full', threads=1); "
+            "import scipy.linalg, sklearn.linear_model; "  # libraries loaded afterwards: scipy's BLAS, OpenMP
             "print(torch.get_num_threads(), sorted({p['num_threads'] for p in threadpool_info()}))")
     env = {**os.environ, "OMP_NUM_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}
     proc = subprocess.run([sys.executable, "-c", code], cwd=synthetic_project, env=env, capture_output=True, text=True,

@@ -90,6 +90,29 @@ def test_a_sweep_runs_with_one_command_and_makes_its_table_and_figure(study, tmp
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
+def test_training_jobs_count_a_cpu_each_start_multimodal_first_and_run_their_own_threads(study):
+    """`--cores` twice the CPUs: each training job counts 2 (so one per CPU runs) but is told
+    resources.threads (1); multimodal jobs first; the aggregate gets a CPU per t-SNE process."""
+    import re
+
+    from snakemake.utils import available_cpu_count
+
+    root, _ = study
+    cpus = available_cpu_count()
+    out = snakemake(root, "-n", "-p", "--forceall", "--cores", str(2 * cpus), "--resources", "gpu=1").stdout
+    jobs = {}
+    for block in re.split(r"\n(?=(?:local)?rule )", out):
+        rule = re.match(r"(?:local)?rule (\w+):", block)
+        if rule and rule.group(1).startswith(("train_seed", "aggregate")):
+            wildcards = re.search(r"wildcards: .*variant=(\S+)", block)
+            field = lambda name: int((re.search(rf"\n    {name}: (\d+)", block) or [0, 1 if name == "threads" else 0])[1])
+            shell = re.search(r"Shell command: (.*)", block)[1]
+            jobs[wildcards[1] if wildcards else rule.group(1)] = (field("threads"), field("priority"), shell)
+    assert {v: j[:2] for v, j in jobs.items() if v != "aggregate"} == {"full": (2, 1), "text_only": (2, 0), "visual_only": (2, 0)}
+    assert all("--threads 1 " in shell for v, (_, _, shell) in jobs.items() if v != "aggregate")
+    assert jobs["aggregate"][0] == cpus and f"--threads {cpus} " in jobs["aggregate"][2]
+
+
 def test_parsing_the_snakefile_imports_no_torch(study):
     """Every Snakemake start (each `dvc repro` stage, each job on SLURM) parses the Snakefile;
     torch's import would add 2-3 s of CPU to each (resources.gpu: auto asks whether CUDA is there:
@@ -193,7 +216,9 @@ def test_concurrent_training_jobs_get_distinct_gpus(tmp_path, monkeypatch):
     with ThreadPoolExecutor(1) as pool:
         done = pool.submit(snakemake, root, *[f"results/runs/synthetic-iemocap/{v}/seed0/metrics.json"
                                                for v in variants],
-                           "--cores", "4", "--resources", "gpu=2", "--config", "resources={gpu: 1}",
+                           # a CPU each, however few the machine has, so that two run at once
+                           "--cores", "4", "--set-threads", "train_seed0=1", "--resources", "gpu=2",
+                           "--config", "resources={gpu: 1}",
                            MALN_SIMULATE_GPUS="2", MALN_GPU_LOCK_DIR=str(locks))
         try:
             deadline = time.monotonic() + 300

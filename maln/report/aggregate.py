@@ -173,7 +173,7 @@ def update_readme(readme: Path, root: Path, note: str) -> bool:
     return True
 
 
-def aggregate(params: Params, readme: Path | None = None) -> dict:
+def aggregate(params: Params, readme: Path | None = None, threads: int | None = None) -> dict:
     root = params.root
     report = params.data["report"]
     study = load_study(root, params.data)
@@ -196,7 +196,7 @@ def aggregate(params: Params, readme: Path | None = None) -> dict:
     figures.confusion_matrices(study, fig_dir / "confusion.png", note)
     figures.training_curves(study, fig_dir / "curves.png", note)
     figures.per_class_f1(study, fig_dir / "per_class_f1.png", note)
-    tsne.tsne_decomposition(study, fig_dir / "tsne.png", note, report["tsne_utterances"], report["seed"])
+    tsne.tsne_decomposition(study, fig_dir / "tsne.png", note, report["tsne_utterances"], report["seed"], threads)
     plot_data(study, root)
     # DVC versions results/sweeps (dvc.yaml), so it exists after a direct Snakemake run too
     (root / RESULTS / "sweeps").mkdir(parents=True, exist_ok=True)

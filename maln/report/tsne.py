@@ -42,13 +42,15 @@ def _embed(points: np.ndarray, seed: int) -> np.ndarray:
                     random_state=seed).fit_transform(points)
 
 
-def _embed_all(point_sets: dict, seed: int) -> dict:
-    """The layouts of every point set, one process per CPU: each is single-threaded, so running them
-    side by side changes no layout (the aggregate's slowest part: 20 of its 31 s on 2 CPUs)."""
+def _embed_all(point_sets: dict, seed: int, workers: int | None = None) -> dict:
+    """The layouts of every point set, in `workers` processes (default: one per CPU this process may
+    use): each is single-threaded, so running them side by side changes no layout (the aggregate's
+    slowest part: 20 of its 31 s on 2 CPUs)."""
     import os
     from concurrent.futures import ProcessPoolExecutor
 
-    workers = min(len(point_sets), len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(len(point_sets), workers or cpus)
     if workers < 2:
         return {k: _embed(v, seed) for k, v in point_sets.items()}
     with ProcessPoolExecutor(workers) as pool:
@@ -74,13 +76,14 @@ def _features(run) -> dict:
                 "gold": f["gold"], "modalities": [str(m) for m in f["modalities"]]}
 
 
-def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, seed: int) -> None:
+def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, seed: int,
+                       workers: int | None = None) -> None:
     """t-SNE of the test-set common and specific features (first seed), per dataset: the full model
     by modality (filled = specific, hollow = common), the same for no_adversary when the study has
     it (what the adversary changes), and the full model by emotion. Invariant common features of
     different modalities mingle; each panel's title gives that run's probe accuracies, linear and
     MLP, fitted and scored on disjoint test dialogues (maln/probes.py). Other configurations' full
-    models (paper/full) get a by-modality panel of their own."""
+    models (paper/full) get a by-modality panel of their own. `workers`: processes for the layouts."""
     plt = _plt()
     datasets = [d for d in study.datasets() if study.get(d, "full")]
     # by modality: the full model, no_adversary (what the adversary changes), other configurations' full model
@@ -99,7 +102,7 @@ def tsne_decomposition(study: Study, path: Path, note: str, n_utterances: int, s
                 n = len(features["gold"])
                 pick = rng.choice(n, size=min(n_utterances, n), replace=False)
             points[dataset, variant] = _points(features, pick)
-    layouts = _embed_all({k: v[0] for k, v in points.items()}, seed)
+    layouts = _embed_all({k: v[0] for k, v in points.items()}, seed, workers)
     for row, dataset in enumerate(datasets):
         panels = [(v, "by modality") for v in by_modality if study.get(dataset, v)]
         for col, (variant, _) in enumerate(panels + [("full", "by emotion")]):

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
-from snakemake.utils import validate
+from snakemake.utils import available_cpu_count, validate
 
 from maln.config import check_references, diff_overrides, effective_config, read_params_file, read_yaml, validate_schema
 from maln.deps import STEPS, files as code_files
@@ -234,20 +234,34 @@ def study_baselines():
     return [str(baseline_path(d)) for d in STUDY["datasets"]]
 
 
-def job_cpus():
-    """The CPUs Snakemake counts for one training job: resources.threads (the torch threads it runs),
-    or more where the machine has fewer CPUs than `--cores`, so that run locally no more training
-    jobs than CPUs share the machine (`--cores 4` on 2 CPUs: two at a time; four time-sliced jobs
-    made the default study about 13 % slower, docs/development.md). Scheduling only: the job still
-    runs resources.threads threads (its --threads), so results do not depend on it."""
-    threads = config["resources"]["threads"]
+def _local_cores():
+    """`--cores` of a run on this machine; None on a cluster (where a job's CPUs are what it asked
+    for, on the submitting side and in the job alike) or without `--cores`."""
+    if not workflow.local_exec or workflow.remote_exec:
+        return None
     try:
-        cores = workflow.cores
-    except WorkflowError:  # no --cores: a cluster run (one job per node), or a command that runs nothing
-        return threads
-    if not workflow.local_exec or not os.cpu_count():
-        return threads
-    return max(threads, -(-cores // os.cpu_count()))
+        return workflow.cores
+    except WorkflowError:
+        return None
+
+
+def job_cpus():
+    """The CPUs Snakemake counts for one training job: resources.threads (the threads it runs), or
+    `--cores` // the CPUs this process may use where that is more, so that run locally about as many
+    training jobs as CPUs share the machine (`--cores 4` on 2 CPUs: two at a time, not four time-sliced;
+    docs/development.md "Study time" has the study's time before and after). Scheduling only:
+    the job still runs resources.threads threads (its --threads), so results do not depend on it;
+    `--set-threads RULE=N` overrides it as for any rule."""
+    threads = config["resources"]["threads"]
+    cores = _local_cores()
+    return max(threads, cores // available_cpu_count()) if cores else threads
+
+
+def report_cpus():
+    """The aggregate's processes (its t-SNE layouts run one per CPU): every CPU `--cores` gives it, up
+    to the machine's; it runs last, when the training jobs are done."""
+    cores = _local_cores()
+    return max(1, min(cores, available_cpu_count())) if cores else 1
 
 
 def train_resources():
@@ -260,7 +274,9 @@ def train_resources():
         if device == "auto":
             device = "cuda" if cuda_available() else "cpu"
         gpu = int(device == "cuda")
-    resources = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpu": gpu}
+    resources = {"mem_mb": r["mem_mb"], "runtime": r["runtime"], "gpu": gpu,
+                 # what the job itself is told, as resources: changing them reruns nothing (params would)
+                 "maln_threads": r["threads"], "checkpoint_every_s": r["checkpoint_every_s"]}
     # SLURM-only requests; absent unless set, so the profile's default-resources apply.
     if r.get("slurm_partition"):
         resources["slurm_partition"] = r["slurm_partition"]

@@ -28,9 +28,10 @@ rule aggregate:
         ENV
     log:
         "results/logs/aggregate.log",
+    threads: report_cpus()
     params:
         maln=MALN,
         sets=sets("datasets", "study", "report", "sweep"),
         config=report_config,
     shell:
-        "{params.maln} aggregate --readme README.md {params.sets} 2> {log}"
+        "{params.maln} aggregate --readme README.md --threads {threads} {params.sets} 2> {log}"

@@ -26,7 +26,6 @@ for _chunk in seed_chunks(config):
             **_RESOURCES,
         params:
             maln=MALN,
-            threads=config["resources"]["threads"],
             sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train"),
             seeds=" ".join(map(str, _chunk)),
             config=train_config(_chunk),
@@ -34,8 +33,8 @@ for _chunk in seed_chunks(config):
             configuration=configuration_of,
         shell:
             "{params.maln} train --dataset {wildcards.dataset} --variant {params.variant} "
-            "--seed {params.seeds} --threads {params.threads} {params.sets} --set configuration={params.configuration} "
-            "2> {log}"
+            "--seed {params.seeds} --threads {resources.maln_threads} {params.sets} --set configuration={params.configuration} "
+            "--set resources.checkpoint_every_s={resources.checkpoint_every_s} 2> {log}"
 
 
 # A sweep (params.yaml `sweep:`): one job per key x value x dataset x seed, the value passed on as
@@ -59,14 +58,14 @@ rule train_sweep:
         **_RESOURCES,
     params:
         maln=MALN,
-        threads=config["resources"]["threads"],
         variant=SWEEP_VARIANT,
         sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train"),
         config=sweep_config,
     shell:
         "{params.maln} train --dataset {wildcards.dataset} --variant {params.variant} --seed {wildcards.seed} "
         "--out results/sweeps/{wildcards.key}/{wildcards.value}/{wildcards.dataset}/seed{wildcards.seed} "
-        "--threads {params.threads} {params.sets} --set {wildcards.key}={wildcards.value:q} 2> {log}"
+        "--threads {resources.maln_threads} {params.sets} --set resources.checkpoint_every_s={resources.checkpoint_every_s} "
+        "--set {wildcards.key}={wildcards.value:q} 2> {log}"
 
 
 rule runs:
