@@ -33,6 +33,7 @@ from maln.model.variants import MODALITY_ORDER
 MLP_HIDDEN = 32
 MLP_MAX_ITER = 100
 MLP_SEED = 0
+LOGREG_MAX_ITER = 2000  # the regressions' L-BFGS iterations: enough to converge on these problems
 
 
 @dataclass(frozen=True)
@@ -85,7 +86,7 @@ def _classifier(baseline: Baseline, value: float):
     from sklearn.neural_network import MLPClassifier
 
     if baseline.model == "logreg":
-        return LogisticRegression(C=value, max_iter=2000)
+        return LogisticRegression(C=value, max_iter=LOGREG_MAX_ITER)
     return MLPClassifier(hidden_layer_sizes=(MLP_HIDDEN,), alpha=value, solver="lbfgs", max_iter=MLP_MAX_ITER,
                          random_state=MLP_SEED)
 

@@ -63,3 +63,23 @@ def test_cli_writes_every_applicable_baseline(synthetic_project):
     grid = yaml.safe_load((synthetic_project / "params.yaml").read_text())["baselines"]["mlp_alpha"]
     assert out["mlp_alpha_grid"] == sorted(grid) and out["baselines"]["mlp_all"]["alpha"] in grid
     assert len(out["baselines"]["logreg_all"]["test_predictions"]) == out["baselines"]["logreg_all"]["test"]["n"]
+
+
+def test_the_optimiser_benchmark_refits_the_baseline_itself(store):
+    """benchmarks/optimizer_floor.py compares the baselines' L-BFGS fit with Adam's on the same model;
+    its torch L-BFGS logistic regression under alpha = 1/C must be sklearn's logreg (same predictions
+    on almost every test utterance), or its comparison says nothing about the baseline."""
+    import sys
+
+    from builders import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import optimizer_floor as bench
+
+    C = 0.01
+    reference = fit(store, BASELINES["logreg_visual"], [C])
+    data = bench.Data(store, list(store.class_names), "logreg", ["visual"])
+    model = bench.lbfgs(data, seed=0, alpha=1 / C).eval()
+    pred = model(data.x["test"]).argmax(-1).numpy()
+    agree = np.mean(pred == np.asarray(reference["test_predictions"]))
+    assert agree >= 0.98, agree
