@@ -39,15 +39,6 @@ PARTS = {  # what is refitted
 }
 
 
-def fusion_logits(model, b) -> torch.Tensor:
-    """The fusion classifier's logits (model.fusion: specific, amdm_reads: features), as MALN.forward computes them."""
-    specific, common = model.amdm(model.prepare_inputs(b.features, b.mask), b.mask)
-    anchor, *others = model.modalities
-    parts = [model.cross(specific[anchor], [specific[m] for m in others], b.mask), sum(common.values()),
-             *specific.values()]
-    return model.classifier(torch.cat(parts, -1))
-
-
 def scores(run: Run, model) -> tuple:
     """(valid, test) WF1 of the prediction, then of the fusion classifier alone; the combination refitted."""
     names = run.store.class_names
@@ -72,7 +63,7 @@ def refit(run: Run, model, part: str, alpha: float, iterations: int) -> tuple:
 
     def closure():
         opt.zero_grad()
-        logits = fusion_logits(model, b)
+        logits = model(b.features, b.speakers, b.mask, b.lengths).fused_logits  # the parts not refitted are frozen
         loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), b.labels.reshape(-1), ignore_index=-100)
         loss = loss + alpha / (2 * n) * sum((p ** 2).sum() for p in chosen if p.dim() >= 2)
         loss.backward()
