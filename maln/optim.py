@@ -36,17 +36,28 @@ def branch_parameters(model) -> list:
     return [p for part in parts if part is not None for p in part.parameters()]
 
 
+def input_parameters(model) -> list:
+    """The weights that read a branch's standardised input features: each context GRU's first-layer
+    input weights (what a logistic regression's L2 acts on; the rest of the branch is left alone)."""
+    return [w for encoder in (getattr(model, "context", None) or {}).values()
+            for name, w in encoder.gru.named_parameters() if name.startswith("weight_ih_l0")]
+
+
 def make_optimizer(model, cfg) -> torch.optim.Optimizer:
-    """Adam. The modality branches at weight decay branch_weight_decay, the rest at weight_decay;
+    """Adam. The modality branches at weight decay branch_weight_decay (their GRUs' input weights at
+    input_weight_decay unless it is None), the rest at weight_decay;
     AMDM's parameters (its encoders and the discriminator) at amdm_lr_scale times the learning
     rate. Adam's steps are about lr in size whatever the loss weight, so a stronger adversary weight
     does not move the encoders further per step; a larger rate does. Adam's update is per parameter,
     so the grouping alone changes no number."""
+    inputs = input_parameters(model) if cfg.input_weight_decay is not None else []
+    held = {id(p) for p in inputs}
     amdm = list(model.amdm.parameters()) if getattr(model, "amdm", None) is not None else []
-    branches = branch_parameters(model)
-    taken = {id(p) for p in amdm + branches}
+    branches = [p for p in branch_parameters(model) if id(p) not in held]
+    taken = {id(p) for p in amdm + branches} | held
     groups = [{"params": [p for p in model.parameters() if id(p) not in taken]},
-              {"params": branches, "weight_decay": cfg.branch_weight_decay}]
+              {"params": branches, "weight_decay": cfg.branch_weight_decay},
+              {"params": inputs, "weight_decay": cfg.input_weight_decay}]
     if amdm:
         groups.append({"params": amdm, "lr": cfg.lr * cfg.amdm_lr_scale})
     # foreach: one kernel per state tensor kind instead of per parameter, 10 -> 4.6 ms a step on the

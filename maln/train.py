@@ -48,6 +48,7 @@ class TrainConfig:
     amdm_lr_scale: float
     weight_decay: float
     branch_weight_decay: float
+    input_weight_decay: float | None
     loss_weights: LossWeights
     class_weights: bool
     grad_clip: float

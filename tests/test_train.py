@@ -220,10 +220,12 @@ def test_the_default_adversary_hides_part_of_the_modality_from_the_common_featur
 
 
 def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synthetic_project):
+    from maln.optim import input_parameters
     from maln.train import make_optimizer
 
     params = load_params(synthetic_project / "params.yaml", ["train.amdm_lr_scale=4", "train.weight_decay=1.0e-4",
-                                                             "train.branch_weight_decay=5.0e-3"])
+                                                             "train.branch_weight_decay=5.0e-3",
+                                                             "train.input_weight_decay=2.0e-2"])
     for variant in ("full", "text_only"):
         run = Run(params, "synthetic-iemocap", variant, threads=1)
         model = run.build_model(0)
@@ -235,11 +237,13 @@ def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synth
                     for p in getattr(model, name).parameters()}
         if variant == "text_only":  # a single modality's classifier is its branch's
             branches |= {id(p) for p in model.classifier.parameters()}
+        inputs = {id(p) for p in input_parameters(model)}
+        assert len(inputs) == 2 * len(model.context)  # both directions of each GRU's first layer
         for g in groups:
             members = {id(p) for p in g["params"]}
             assert g["lr"] == pytest.approx(run.train_cfg.lr * (4 if members <= amdm else 1))
-            assert g["weight_decay"] == (5e-3 if members <= branches else 1e-4)
-        assert len(groups) == (3 if amdm else 1)
+            assert g["weight_decay"] == (2e-2 if members <= inputs else 5e-3 if members <= branches else 1e-4)
+        assert len(groups) == (4 if amdm else 2)
 
 
 def test_our_adam_steps_exactly_as_torchs_and_their_states_are_interchangeable():
