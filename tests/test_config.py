@@ -81,6 +81,9 @@ def test_one_key_selects_the_papers_configuration_above_the_budget_and_below_the
     for key, value in paper["model"].items():
         assert model[key] == (value if not isinstance(value, dict) else {**model[key], **value}), key
     assert train["grad_clip"] == paper["train"]["grad_clip"] == 0
+    # the budget's input L2 is this project's; the paper's configuration sets it back to none (authors': 3e-5 everywhere)
+    assert recommended.run_config("synthetic-meld")[1]["input_weight_decay"] == 1e-2
+    assert train["input_weight_decay"] is None and train["branch_weight_decay"] == train["weight_decay"] == 3e-5
     # the budget's sizes stay; the configuration's dropout wins over the budget's; the entry's batch wins
     assert model["width"] == shipped["budgets"]["synthetic"]["model"]["width"]
     assert model["context"]["dropout"] == 0.5 != shipped["budgets"]["synthetic"]["model"]["context"]["dropout"]
