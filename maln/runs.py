@@ -27,6 +27,7 @@ from maln.study import RUN_FILES, run_path
 
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_FILE = re.compile(r"checkpoint-epoch\d+\.pt")
+TIMING = "timing.json"  # a run's wall-clock times (save_run); not one of RUN_FILES, not versioned
 RESUME_KEYS = ("model", "optimizer", "epoch", "history", "best_epoch", "best_score", "best_model", "stale", "combination")
 
 
@@ -142,11 +143,14 @@ def write_features(path: Path, p: Predictions, modalities, class_names) -> None:
 
 
 def save_run(out_dir: Path, store: Store, valid: Predictions, test: Predictions, history: list, model,
-             best_score: float, metrics: dict) -> None:
-    """Write a finished run's files (RUN_FILES), metrics.json last: it marks the run complete."""
+             best_score: float, metrics: dict, timing: dict) -> None:
+    """Write a finished run's files (RUN_FILES), metrics.json last: it marks the run complete. The
+    wall-clock times (`timing`, and each epoch's seconds from the history) go to TIMING instead:
+    they describe the machine, not the result, so the versioned files of a rerun equal the old ones
+    byte for byte and `dvc repro` leaves dvc.lock as it was (.dvcignore keeps TIMING out of DVC)."""
     write_predictions(out_dir / "predictions.csv", test, store)
     write_predictions(out_dir / "valid_predictions.csv", valid, store)  # for the report's late fusion
-    write_history(out_dir / "history.csv", history)
+    write_history(out_dir / "history.csv", [{k: v for k, v in row.items() if k != "seconds"} for row in history])
     write_features(out_dir / "features.npz", test, model.modalities, metrics["class_names"])
     # to an open file: given a path, torch names the archive's folder after it (the temporary name
     # here), and the same weights would give a different model.pt on every run
@@ -157,6 +161,7 @@ def save_run(out_dir: Path, store: Store, valid: Predictions, test: Predictions,
             "dims": dict(store.modalities), "dataset": metrics["dataset"], "layout": store.meta["layout"],
             "store_hash": store.hash, "epoch": metrics["best_epoch"], "best_valid_weighted_f1": best_score,
         }, f)
+    io.write_json(out_dir / TIMING, {**timing, "epoch_seconds": [row["seconds"] for row in history]})
     io.write_json(out_dir / "metrics.json", metrics)
 
 

@@ -205,14 +205,14 @@ def finish(run: Run, model, seed, out_dir, config, config_hash, state, n_params,
         **({"invariance": probes} if probes else {}), "heads": head_scores(valid, test, names),
         **({"combination": state["combination"]} if state["combination"] else {}),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_early": state["epoch"] < run.train_cfg.epochs,
-        "started_at": round(started, 3), "finished_at": round(time.time(), 3), "wall_time_s": round(time.time() - started, 3),
-        "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in state["history"]])), 4),
-        "device": run.placement.describe(), "device_held_from": round(run.placement.acquired_at, 3),
-        "threads": torch.get_num_threads(), "parameters": n_params,
+        "device": run.placement.describe(), "threads": torch.get_num_threads(), "parameters": n_params,
         "config_hash": config_hash, "store_hash": run.store.hash, "config": config,
         "versions": {"maln": maln.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
-    save_run(out_dir, run.store, valid, test, state["history"], model, state["best_score"], metrics)
+    timing = {"started_at": round(started, 3), "finished_at": round(time.time(), 3),
+              "wall_time_s": round(time.time() - started, 3), "device_held_from": round(run.placement.acquired_at, 3),
+              "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in state["history"]])), 4)}
+    save_run(out_dir, run.store, valid, test, state["history"], model, state["best_score"], metrics, timing)
     log_result(f"{run.dataset}/{run.run_label}/seed{seed}", metrics, out_dir)
     return metrics
 

@@ -64,21 +64,6 @@ def pytest_runtest_protocol(item, nextitem):
             machine.close()
 
 
-# metrics.json fields that differ between identical runs (clock times); everything else must match.
-TIMING_KEYS = {"wall_time_s", "seconds_per_epoch", "started_at", "finished_at", "device_held_from"}
-
-
-def without_timing(metrics: dict) -> dict:
-    return {k: v for k, v in metrics.items() if k not in TIMING_KEYS}
-
-
-def history_without_seconds(path) -> list[str]:
-    """history.csv's lines without its clock column."""
-    lines = path.read_text().splitlines()
-    col = lines[0].split(",").index("seconds")
-    return [",".join(c for i, c in enumerate(line.split(",")) if i != col) for line in lines]
-
-
 def run_maln(*args, cwd, check=False, env=None, timeout=600):
     """The real CLI in a subprocess, as a user runs it."""
     proc = subprocess.run(
