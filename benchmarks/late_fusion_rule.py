@@ -1,11 +1,15 @@
 """The study's late-fusion baseline (maln/report/ensemble.py) over the ten-seed runs of
-benchmarks/experiments/seed-spread-ten.yaml, under the shipped combination rule and under a
-candidate, with `full` of those runs and of a candidate experiment beside it, test WF1 mean ± std.
+benchmarks/experiments/seed-spread-ten.yaml and over a candidate's, with `full` of each beside it,
+test WF1 mean ± std over the seeds.
 
-    python benchmarks/late_fusion_rule.py --full-candidate combination-temper-ten/"full, tempered"
+    python benchmarks/late_fusion_rule.py --full-candidate "combination-temper-ten/full, tempered" --candidate-rule
+    python benchmarks/late_fusion_rule.py --full-candidate "label-smoothing/full, smoothing 0.1" \
+        --candidate-singles label-smoothing:_smoothing_0.1
 
-The candidate rule is whatever maln.combination does when MALN_TEMPER=1 (a patch under
-benchmarks/experiments/ that this script does not apply); without the patch both rules coincide.
+--candidate-rule: the candidate's late fusion combines under whatever maln.combination does when
+MALN_TEMPER=1 (combination-temper.patch, which this script does not apply; without the patch both
+rules coincide). --candidate-singles STEM:SUFFIX: its single-modality runs are the experiment
+STEM's configurations `<m>_only<SUFFIX>` instead of seed-spread-ten's.
 """
 
 from __future__ import annotations
@@ -43,15 +47,17 @@ def log_probs(run: Path, split: str, names: list) -> tuple[np.ndarray, np.ndarra
     return gold, np.log(np.clip(probs, 1e-6, 1.0))
 
 
-def late_fusion(dataset: str, seed: int, rule: str) -> float:
-    os.environ["MALN_TEMPER"] = "1" if rule == "candidate" else "0"
+def late_fusion(dataset: str, seed: int, tempered: bool, singles: str = "seed-spread-ten:") -> float:
+    os.environ["MALN_TEMPER"] = "1" if tempered else "0"
     import maln.combination as combination
     combination = importlib.reload(combination)
-    base = EXPERIMENTS / "seed-spread-ten" / dataset
-    members = [m for m in ("text", "audio", "visual") if (base / f"{m}_only" / f"seed{seed}").is_dir()]
-    names = json.loads((base / "text_only" / f"seed{seed}" / "metrics.json").read_text())["class_names"]
+    stem, suffix = singles.split(":", 1)
+    base = EXPERIMENTS / stem / dataset
+    run = {m: base / f"{m}_only{suffix}" / f"seed{seed}" for m in ("text", "audio", "visual")}
+    members = [m for m in run if run[m].is_dir()]
+    names = json.loads((run["text"] / "metrics.json").read_text())["class_names"]
     prior = training_log_prior(REPO, dataset)
-    lp = {s: [log_probs(base / f"{m}_only" / f"seed{seed}", s, names) for m in members] for s in ("valid", "test")}
+    lp = {s: [log_probs(run[m], s, names) for m in members] for s in ("valid", "test")}
     w = combination.choose_combination([x[1] for x in lp["valid"]], lp["valid"][0][0], prior, anchor=0)
     z = combination.combine([x[1] for x in lp["test"]], w, prior)
     return classification_metrics(lp["test"][0][0], z.argmax(1), names)["weighted_f1"], w
@@ -69,14 +75,17 @@ def main() -> int:
                                                        "synthetic-iemocap-interaction", "synthetic-meld-nuisance"])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--full-candidate", default="combination-temper-ten/full, tempered")
+    ap.add_argument("--candidate-rule", action="store_true", help="combine the candidate under MALN_TEMPER=1")
+    ap.add_argument("--candidate-singles", default="seed-spread-ten:", help="STEM:SUFFIX of its single-modality runs")
     args = ap.parse_args()
     seeds = range(args.seeds)
     fmt = lambda v: f"{100 * np.mean(v):.2f} ± {100 * np.std(v, ddof=1):.2f}"  # noqa: E731
-    print("| dataset | full, shipped rule | late fusion, shipped rule | full, candidate | late fusion, candidate "
+    print("| dataset | full, shipped | late fusion, shipped | full, candidate | late fusion, candidate "
           "| full − late fusion, shipped | full − late fusion, candidate |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for d in args.datasets:
-        lf = {r: [late_fusion(d, s, r)[0] for s in seeds] for r in ("shipped", "candidate")}
+        lf = {"shipped": [late_fusion(d, s, False)[0] for s in seeds],
+              "candidate": [late_fusion(d, s, args.candidate_rule, args.candidate_singles)[0] for s in seeds]}
         f = {"shipped": full("seed-spread-ten/full", d, seeds), "candidate": full(args.full_candidate, d, seeds)}
         gap = {r: np.array(f[r]) - np.array(lf[r]) for r in f}
         print(f"| {d} | {fmt(f['shipped'])} | {fmt(lf['shipped'])} | {fmt(f['candidate'])} | {fmt(lf['candidate'])} "

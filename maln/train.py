@@ -49,6 +49,7 @@ class TrainConfig:
     weight_decay: float
     branch_weight_decay: float
     input_weight_decay: float | None
+    label_smoothing: float
     loss_weights: LossWeights
     class_weights: bool
     grad_clip: float
@@ -247,7 +248,7 @@ def train_epoch(run: Run, step, model, batches, optimizer, weights, class_weight
         b = run.data.batch(idx)
         with autocast(run.device, run.train_cfg.bf16):
             out = step(b.features, b.speakers, b.mask, b.lengths)
-        terms = model.loss(out, b.labels, b.mask, weights, class_weights)
+        terms = model.loss(out, b.labels, b.mask, weights, class_weights, run.train_cfg.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if run.train_cfg.grad_clip:

@@ -84,6 +84,8 @@ def test_one_key_selects_the_papers_configuration_above_the_budget_and_below_the
     # the budget's input L2 is this project's; the paper's configuration sets it back to none (authors': 3e-5 everywhere)
     assert recommended.run_config("synthetic-meld")[1]["input_weight_decay"] == 1e-2
     assert train["input_weight_decay"] is None and train["branch_weight_decay"] == train["weight_decay"] == 3e-5
+    # so is the budget's label smoothing (the authors train on the plain labels)
+    assert recommended.run_config("synthetic-meld")[1]["label_smoothing"] == 0.1 and train["label_smoothing"] == 0
     # the budget's sizes stay; the configuration's dropout wins over the budget's; the entry's batch wins
     assert model["width"] == shipped["budgets"]["synthetic"]["model"]["width"]
     assert model["context"]["dropout"] == 0.5 != shipped["budgets"]["synthetic"]["model"]["context"]["dropout"]

@@ -101,6 +101,22 @@ def test_nine_party_dialogues_train(data):
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
 
 
+def test_label_smoothing_mixes_each_cross_entropy_with_the_uniform_one(data):
+    """train.label_smoothing s: every CE term (the fusion classifier's and each modality's) is
+    (1 - s) CE(gold) + s mean_c CE(c), over the real utterances only."""
+    model = model_for("full").eval()
+    b = data.batch(np.arange(8))
+    with torch.no_grad():
+        out = model(b.features, b.speakers, b.mask, b.lengths)
+        plain, smooth = (model.loss(out, b.labels, b.mask, WEIGHTS, label_smoothing=s) for s in (0.0, 0.1))
+    real = b.labels.reshape(-1) != -100
+    logp = torch.log_softmax(out.logits.reshape(-1, out.logits.shape[-1]).float(), -1)[real]
+    gold, uniform = -logp.gather(1, b.labels.reshape(-1)[real, None]).mean(), -logp.mean()
+    torch.testing.assert_close(plain["ce"], gold)
+    torch.testing.assert_close(smooth["ce"], 0.9 * gold + 0.1 * uniform)
+    assert not torch.isclose(smooth["unimodal"], plain["unimodal"])  # the modalities' heads too
+
+
 def test_gradient_reversal_negates_the_gradient():
     x = torch.randn(5, 3, requires_grad=True)
     y = reverse_gradient(x, 2.5)

@@ -197,14 +197,15 @@ class MALN(nn.Module):
         return groups + [[p for p in self.parameters() if id(p) not in taken]]
 
     def loss(self, out: MALNOutput, labels: torch.Tensor, mask: torch.Tensor, weights: LossWeights,
-             class_weights: torch.Tensor | None = None) -> dict:
+             class_weights: torch.Tensor | None = None, label_smoothing: float = 0.0) -> dict:
         """L = CE + w_uni * sum_m CE(aux_m) + w_adv * adversarial + discriminator + w_orth * L_orth, every
         term averaged over the real utterances (labels are -100 on padding); `discriminator` is the
-        discriminator's own loss where it learns apart from the encoders (amdm.py)."""
+        discriminator's own loss where it learns apart from the encoders (amdm.py). Every CE term
+        (the fusion classifier's and each modality's) against labels smoothed by `label_smoothing`."""
 
         def ce(logits):
             return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1),
-                                   weight=class_weights, ignore_index=-100)
+                                   weight=class_weights, ignore_index=-100, label_smoothing=label_smoothing)
 
         terms = {"ce": ce(out.logits)}
         zero = terms["ce"].new_zeros(())
