@@ -18,7 +18,6 @@ import argparse
 import importlib
 import json
 import os
-import re
 import sys
 from pathlib import Path
 
@@ -27,14 +26,12 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+sys.path.insert(0, str(REPO / "benchmarks"))
+from experiments import _slug  # noqa: E402  (a configuration's run folder name)
 from maln.metrics import classification_metrics  # noqa: E402
 from maln.report.aggregate import training_log_prior  # noqa: E402
 
 EXPERIMENTS = REPO / "results" / "experiments"
-
-
-def _slug(name: str) -> str:  # benchmarks/experiments.py's folder name of a configuration
-    return re.sub(r"[^A-Za-z0-9_.=-]+", "_", name).strip("_")
 
 
 def log_probs(run: Path, split: str, names: list) -> tuple[np.ndarray, np.ndarray]:
