@@ -5,11 +5,15 @@ test WF1 mean ± std over the seeds.
     python benchmarks/late_fusion_rule.py --full-candidate "combination-temper-ten/full, tempered" --candidate-rule
     python benchmarks/late_fusion_rule.py --full-candidate "label-smoothing/full, smoothing 0.1" \
         --candidate-singles label-smoothing:_smoothing_0.1
+    python benchmarks/late_fusion_rule.py --shipped-full "label-smoothing/full, smoothing 0.1" \
+        --shipped-singles label-smoothing:_smoothing_0.1 --full-candidate "chain-decoding/full, chain" \
+        --candidate-singles chain-decoding:_chain
 
 --candidate-rule: the candidate's late fusion combines under whatever maln.combination does when
 MALN_TEMPER=1 (combination-temper.patch, which this script does not apply; without the patch both
 rules coincide). --candidate-singles STEM:SUFFIX: its single-modality runs are the experiment
-STEM's configurations `<m>_only<SUFFIX>` instead of seed-spread-ten's.
+STEM's configurations `<m>_only<SUFFIX>` instead of seed-spread-ten's. --shipped-full and
+--shipped-singles: the same for the reference rows (default: seed-spread-ten's).
 """
 
 from __future__ import annotations
@@ -74,6 +78,8 @@ def main() -> int:
     ap.add_argument("--full-candidate", default="combination-temper-ten/full, tempered")
     ap.add_argument("--candidate-rule", action="store_true", help="combine the candidate under MALN_TEMPER=1")
     ap.add_argument("--candidate-singles", default="seed-spread-ten:", help="STEM:SUFFIX of its single-modality runs")
+    ap.add_argument("--shipped-full", default="seed-spread-ten/full", help="STEM/CONFIG of the reference full runs")
+    ap.add_argument("--shipped-singles", default="seed-spread-ten:", help="STEM:SUFFIX of the reference single runs")
     args = ap.parse_args()
     seeds = range(args.seeds)
     fmt = lambda v: f"{100 * np.mean(v):.2f} ± {100 * np.std(v, ddof=1):.2f}"  # noqa: E731
@@ -81,9 +87,9 @@ def main() -> int:
           "| full − late fusion, shipped | full − late fusion, candidate |")
     print("| --- | --- | --- | --- | --- | --- | --- |")
     for d in args.datasets:
-        lf = {"shipped": [late_fusion(d, s, False)[0] for s in seeds],
+        lf = {"shipped": [late_fusion(d, s, False, args.shipped_singles)[0] for s in seeds],
               "candidate": [late_fusion(d, s, args.candidate_rule, args.candidate_singles)[0] for s in seeds]}
-        f = {"shipped": full("seed-spread-ten/full", d, seeds), "candidate": full(args.full_candidate, d, seeds)}
+        f = {"shipped": full(args.shipped_full, d, seeds), "candidate": full(args.full_candidate, d, seeds)}
         gap = {r: np.array(f[r]) - np.array(lf[r]) for r in f}
         print(f"| {d} | {fmt(f['shipped'])} | {fmt(lf['shipped'])} | {fmt(f['candidate'])} | {fmt(lf['candidate'])} "
               f"| {fmt(gap['shipped'])} | {fmt(gap['candidate'])} |")

@@ -2,7 +2,9 @@
 whether MALN beats a model without context: the majority class, a logistic regression
 (scikit-learn) on each utterance's features per modality and on the concatenated modalities, and
 a small MLP on the concatenated modalities (issue 21: where modalities interact, so that the label
-is readable only from their combination, it is the simplest model that can read the interaction).
+is readable only from their combination, it is the simplest model that can read the interaction),
+and the concatenated regression decoded by the emotion chain (maln/chain.py): the simplest model
+that reads the dialogue, through its labels' persistence alone.
 
 Each model standardises its inputs with the training split's statistics, is fitted on the
 training split only (as the networks are), and takes its L2 strength from a grid by the
@@ -21,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from maln import io
+from maln import chain, io
 from maln.data.store import Store
 from maln.metrics import classification_metrics
 from maln.model.variants import MODALITY_ORDER
@@ -42,6 +44,7 @@ class Baseline:
     description: str
     modalities: tuple | None  # None: the majority class (reads no features); () : every modality
     model: str = "logreg"  # logreg or mlp: the classifier on the features
+    chain: bool = False  # its posteriors decoded by the training split's emotion chain (maln/chain.py)
 
     def uses(self, available) -> tuple:
         """The modalities whose features it reads, in the variants' order."""
@@ -65,6 +68,8 @@ BASELINES = {
         Baseline("logreg_all", "logistic regression on the utterance's concatenated features", ()),
         Baseline("mlp_all", f"one-hidden-layer MLP ({MLP_HIDDEN} units) on the utterance's concatenated features",
                  (), "mlp"),
+        Baseline("logreg_all_chain", "logreg_all's regression, its posteriors decoded by the training split's emotion "
+                 "chain (maln/chain.py; mix and temperature by validation likelihood)", (), chain=True),
     )
 }
 
@@ -127,12 +132,29 @@ def _fit(store: Store, baseline: Baseline, grid, mlp_grid) -> dict:
         _, value, model = best
         preds = {s: model.predict(x[s]) for s in rows}
         chosen = {key: value, "modalities": list(used)}
+        if baseline.chain:
+            preds, chosen["decoding"] = _decoded(store, model, x, labels)
     return {
         "baseline": baseline.name, "description": baseline.description, **chosen,
         "valid": classification_metrics(labels["valid"], preds["valid"], names),
         "test": classification_metrics(labels["test"], preds["test"], names),
         "test_predictions": preds["test"].astype(int).tolist(),
     }
+
+
+def _decoded(store: Store, model, x: dict, labels: dict) -> tuple[dict, dict]:
+    """The regression's predictions decoded by the chain, its (mix, temperature) chosen on validation."""
+    n_classes = len(store.class_names)
+    transition = chain.transitions(store.labels, store.offsets, store.dialogues("train"), n_classes)
+    prior = np.maximum(np.asarray(store.class_prior, dtype=np.float64), 1e-12)
+    probs, dialogue = {}, {}
+    for s in x:
+        probs[s] = np.full((len(x[s]), n_classes), 1e-12)
+        probs[s][:, model.classes_] = model.predict_proba(x[s])  # a class absent from training: never predicted
+        dialogue[s] = np.repeat(store.dialogues(s), store.lengths()[store.dialogues(s)])
+    mix, temperature = chain.choose(probs["valid"], labels["valid"], dialogue["valid"], transition, prior)
+    preds = {s: chain.decode(probs[s], dialogue[s], transition, prior, mix, temperature).argmax(1) for s in x}
+    return preds, {"mix": mix, "temperature": temperature}
 
 
 def run_baselines(store: Store, dataset: str, grid, out: Path, mlp_grid) -> dict:

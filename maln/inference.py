@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from maln import chain
 from maln.combination import choose_combination, posterior
 from maln.data.batching import DeviceData
 from maln.metrics import classification_metrics
@@ -25,6 +26,7 @@ class Predictions:
     specific: np.ndarray | None = None  # [N, M, W]
     common: np.ndarray | None = None
     heads: dict | None = None  # multimodal, asked for: head name -> its own log-probabilities [N, C]
+    undecoded: np.ndarray | None = None  # [N, C]: probs before the chain's decoding (model.decode: chain)
 
     @property
     def pred(self) -> np.ndarray:
@@ -68,8 +70,18 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
     order = np.lexsort((cat["position"], cat["dialogue"]))
     cat = {k: v[order] for k, v in cat.items()}
     heads = {k.split(":", 1)[1]: v for k, v in cat.items() if k.startswith("head:")} or None
-    return Predictions(cat["dialogue"], cat["position"], cat["speaker"], cat["gold"], cat["probs"],
-                       cat.get("specific"), cat.get("common"), heads)
+    p = Predictions(cat["dialogue"], cat["position"], cat["speaker"], cat["gold"], cat["probs"],
+                    cat.get("specific"), cat.get("common"), heads)
+    if model.decoder is not None:
+        p.undecoded = p.probs
+        p.probs = chain.decode(p.undecoded, p.dialogue, *_decoder_state(model))
+    return p
+
+
+def _decoder_state(model) -> tuple:
+    d = model.decoder
+    return (d.transition.cpu().double().numpy(), d.prior.cpu().double().numpy(),
+            *(round(float(v), 6) for v in d.setting))
 
 
 def fit_combination(model, valid: Predictions) -> dict:
@@ -85,7 +97,22 @@ def fit_combination(model, valid: Predictions) -> dict:
     w = choose_combination(log_probs, valid.gold, log_prior, (text, 0))
     model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
     valid.probs = posterior(log_probs, w, log_prior).astype(np.float32)
+    if model.decoder is not None:
+        valid.undecoded = valid.probs
     return dict(zip(names, map(float, w)))
+
+
+def fit_decoding(model, valid: Predictions) -> dict | None:
+    """Choose the chain decoding's (mix, temperature) on `valid` (the validation split's predictions,
+    after any combination was fitted on them), set it on the model and turn valid.probs into the
+    decoded ones. None for a model without a decoder."""
+    if model.decoder is None:
+        return None
+    transition, prior, *_ = _decoder_state(model)
+    mix, temperature = chain.choose(valid.undecoded, valid.gold, valid.dialogue, transition, prior)
+    model.decoder.setting.copy_(torch.tensor([mix, temperature]))
+    valid.probs = chain.decode(valid.undecoded, valid.dialogue, transition, prior, mix, temperature)
+    return {"mix": mix, "temperature": temperature}
 
 
 def metrics_of(p: Predictions, class_names) -> dict:

@@ -23,13 +23,14 @@ import torch
 
 import maln
 from maln import io
+from maln.chain import transitions
 from maln.config import Params, effective_config
 from maln.data.batching import DeviceData
 from maln.data.prepare import store_dir
 from maln.data.store import Store, load_store
 from maln.devices import Placement, place
 from maln.errors import ConfigError, MalnError
-from maln.inference import autocast, fit_combination, fit_eraser, head_scores, metrics_of, predict
+from maln.inference import autocast, fit_combination, fit_decoding, fit_eraser, head_scores, metrics_of, predict
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
@@ -111,7 +112,8 @@ class Run:
     def build_model(self, seed: int) -> MALN:
         torch.manual_seed(seed)
         model = MALN(self.store.modalities, len(self.store.class_names), self.model_cfg, self.variant, self.dataset)
-        model.set_statistics(self.store.standardization, self.store.class_prior)
+        model.set_statistics(self.store.standardization, self.store.class_prior, transitions(
+            self.store.labels, self.store.offsets, self.splits["train"], len(self.store.class_names)))
         return model.to(self.device)
 
     def predict(self, model, split: str, keep_features: bool = False, heads: bool = False):
@@ -178,15 +180,15 @@ class Run:
         cfg = self.train_cfg
         fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
         predictions = self.predict(step, "valid", heads=model.branchwise)
-        if model.branchwise:  # this epoch's combination, from the validation split (as the epoch is)
-            combination = fit_combination(model, predictions)
+        # this epoch's combination (branchwise), then its decoding (model.decode: chain), from the
+        # validation split, as the epoch is
+        combination = fit_combination(model, predictions) if model.branchwise else None
+        decoding = fit_decoding(model, predictions)
         valid = metrics_of(predictions, self.store.class_names)
         improved = valid["weighted_f1"] > state["best_score"]
         if improved:
-            if model.branchwise:
-                state["combination"] = combination
-            state.update(best_epoch=epoch, best_score=valid["weighted_f1"], stale=0,
-                         best_model={k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
+            state.update(combination=combination, decoding=decoding, best_epoch=epoch, best_score=valid["weighted_f1"],
+                         stale=0, best_model={k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
         else:
             state["stale"] += 1
         return valid, improved
@@ -205,6 +207,7 @@ def finish(run: Run, model, seed, out_dir, config, config_hash, state, n_params,
         "valid": metrics_of(valid, names), "test": metrics_of(test, names),
         **({"invariance": probes} if probes else {}), "heads": head_scores(valid, test, names),
         **({"combination": state["combination"]} if state["combination"] else {}),
+        **({"decoding": state["decoding"]} if state["decoding"] else {}),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_early": state["epoch"] < run.train_cfg.epochs,
         "device": run.placement.describe(), "threads": torch.get_num_threads(), "parameters": n_params,
         "config_hash": config_hash, "store_hash": run.store.hash, "config": config,
@@ -233,7 +236,7 @@ def start(run: Run, seed: int, out_dir: Path, config_hash: str, name: str) -> tu
         optimizer = make_optimizer(model, run.train_cfg)
     if resumed is None:
         return model, optimizer, {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -1.0,
-                                  "best_model": None, "stale": 0, "combination": None}
+                                  "best_model": None, "stale": 0, "combination": None, "decoding": None}
     state = {k: resumed[k] for k in RESUME_KEYS if k not in ("model", "optimizer")}
     log(f"resuming {name} after epoch {state['epoch']} "
          f"(best valid WF1 {100 * state['best_score']:.2f} at epoch {state['best_epoch']})")

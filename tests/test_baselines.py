@@ -56,10 +56,23 @@ def test_mlp_takes_its_penalty_from_validation_and_is_deterministic(store):
     assert r["test"]["weighted_f1"] > majority["test"]["weighted_f1"] + 0.3
 
 
+def test_the_chain_baseline_decodes_logreg_all_with_a_setting_chosen_on_validation(store):
+    """logreg_all_chain: logreg_all's regression (the same C), its posteriors decoded by the training
+    split's emotion chain. synthetic-iemocap's emotions persist within a dialogue (speaker
+    tendencies), so validation chooses a chain and the decoding lifts validation and test above the
+    context-free regression."""
+    plain, decoded = fit(store, BASELINES["logreg_all"], [0.01]), fit(store, BASELINES["logreg_all_chain"], [0.01])
+    assert decoded["C"] == plain["C"] and decoded["modalities"] == plain["modalities"]
+    assert decoded["decoding"]["mix"] > 0
+    assert decoded["valid"]["weighted_f1"] > plain["valid"]["weighted_f1"]
+    assert decoded["test"]["weighted_f1"] > plain["test"]["weighted_f1"]
+
+
 def test_cli_writes_every_applicable_baseline(synthetic_project):
     run_maln("baseline", "synthetic-meld", cwd=synthetic_project, check=True)
     out = json.loads((synthetic_project / "results/baselines/synthetic-meld.json").read_text())
-    assert list(out["baselines"]) == ["majority", "logreg_text", "logreg_audio", "logreg_all", "mlp_all"]  # no visual
+    assert list(out["baselines"]) == ["majority", "logreg_text", "logreg_audio", "logreg_all", "mlp_all",
+                                      "logreg_all_chain"]  # no visual
     grid = yaml.safe_load((synthetic_project / "params.yaml").read_text())["baselines"]["mlp_alpha"]
     assert out["mlp_alpha_grid"] == sorted(grid) and out["baselines"]["mlp_all"]["alpha"] in grid
     assert len(out["baselines"]["logreg_all"]["test_predictions"]) == out["baselines"]["logreg_all"]["test"]["n"]

@@ -78,6 +78,31 @@ def test_a_run_leaves_every_output(trained):
     assert re.search(r"epoch 4/4 loss [0-9.]+ .* valid acc [0-9.]+ wf1 [0-9.]+", proc.stderr)  # per-epoch log lines
 
 
+def test_the_prediction_is_the_combination_decoded_by_the_training_splits_emotion_chain(trained, synthetic_project):
+    """model.decode: chain (the recommended configuration): the checkpoint carries the training split's
+    transitions and prior and the (mix, temperature) chosen on validation, and predictions.csv holds
+    the decoded posteriors of the head combination."""
+    from maln import chain
+    from maln.inference import predict
+
+    out, _ = trained
+    metrics = json.loads((out / "metrics.json").read_text())
+    setting = (metrics["decoding"]["mix"], metrics["decoding"]["temperature"])
+    assert setting == chain.IDENTITY or (setting[0] in chain.MIXES and setting[1] in chain.TEMPERATURES)
+    run = Run(load_params(synthetic_project / "params.yaml", ["train.epochs=4"]), "synthetic-iemocap", "full", threads=1)
+    model = run.build_model(0)
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True)["model"])
+    store = run.store
+    transition = chain.transitions(store.labels, store.offsets, store.dialogues("train"), len(store.class_names))
+    np.testing.assert_allclose(model.decoder.transition.numpy(), transition, rtol=1e-6)
+    assert tuple(model.decoder.setting.tolist()) == setting
+    p = predict(model, run.data, store.dialogues("test"), 8)
+    expected = chain.decode(p.undecoded, p.dialogue, transition, np.asarray(store.class_prior), *setting)
+    np.testing.assert_allclose(p.probs, expected, atol=1e-5)
+    rows = (out / "predictions.csv").read_text().splitlines()[1:]
+    np.testing.assert_allclose(np.array([[float(x) for x in r.split(",")[5:]] for r in rows]), p.probs, atol=1e-5)
+
+
 def test_evaluate_reproduces_the_stored_test_metrics(trained, synthetic_project):
     out, _ = trained
     proc = run_maln("evaluate", "--checkpoint", out / "model.pt", cwd=synthetic_project, check=True)

@@ -24,7 +24,7 @@ def study(tmp_path_factory):
 def test_tiny_study_runs_and_then_has_nothing_to_do(study):
     root, proc = study
     metrics = json.loads((root / "results/metrics.json").read_text())
-    baselines = {"majority", "logreg_text", "logreg_audio", "logreg_all", "mlp_all"}
+    baselines = {"majority", "logreg_text", "logreg_audio", "logreg_all", "mlp_all", "logreg_all_chain"}
     # late fusion needs text_only and another single-modality run: visual_only here, none on MELD
     assert set(metrics["synthetic-iemocap"]) == {"full", "text_only", "visual_only", "logreg_visual", "late_fusion"} | baselines
     assert set(metrics["synthetic-meld"]) == {"full", "text_only"} | baselines  # visual_only does not apply

@@ -10,6 +10,7 @@ SCLM_READS = ("context", "features")
 SCLM_POOLS = ("speaker", "dialogue")
 FUSIONS = ("specific", "common")
 TRAININGS = ("joint", "branchwise")
+DECODES = ("none", "chain")
 AMDM_READS = ("branches", "features")
 
 
@@ -40,6 +41,7 @@ class ModelConfig:
     input_dropout: float
     input_noise: float
     modality_dropout: float
+    decode: str  # none | chain: the prediction decoded by the training split's emotion chain (maln/chain.py)
 
     def __post_init__(self):
         for key, heads in (("sclm.heads", self.sclm_heads), ("attention_heads", self.attention_heads)):
@@ -77,6 +79,7 @@ class ModelConfig:
             input_dropout=d["input_dropout"],
             input_noise=d["input_noise"],
             modality_dropout=d["modality_dropout"],
+            decode=d["decode"],
         )
 
     def to_dict(self) -> dict:

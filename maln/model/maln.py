@@ -64,6 +64,18 @@ class Standardize(nn.Module):
         return (x - self.mean) / self.std
 
 
+class ChainDecoder(nn.Module):
+    """What maln.chain needs to decode this model's predictions, saved with its weights: the training
+    split's emotion transitions and class prior, and the (mix, temperature) chosen on validation
+    (inference.fit_decoding; (0, 1), no decoding, until then)."""
+
+    def __init__(self, n_classes: int):
+        super().__init__()
+        self.register_buffer("transition", torch.full((n_classes, n_classes), 1.0 / n_classes))
+        self.register_buffer("prior", torch.full((n_classes,), 1.0 / n_classes))
+        self.register_buffer("setting", torch.tensor([0.0, 1.0]))
+
+
 class MALN(nn.Module):
     def __init__(self, dims: dict, n_classes: int, cfg: ModelConfig, variant: Variant, dataset: str = "the dataset"):
         super().__init__()
@@ -117,10 +129,16 @@ class MALN(nn.Module):
         else:
             fused_width = in_widths[self.modalities[0]]
         self.classifier = EmotionClassifier(fused_width, w, n_classes, cfg.fusion_dropout)
+        # model.decode: chain: predictions decoded by the emotion chain (maln/chain.py, inference.predict)
+        self.decoder = ChainDecoder(n_classes) if cfg.decode == "chain" else None
 
-    def set_statistics(self, statistics: dict, class_prior=None) -> None:
+    def set_statistics(self, statistics: dict, class_prior=None, transition=None) -> None:
         """Per-feature (mean, std) of each modality over the training split (Store.standardization),
-        and its class frequencies (Store.class_prior; what the branchwise combination counts once)."""
+        its class frequencies (Store.class_prior; what the branchwise combination counts once) and its
+        emotion transitions (chain.transitions; what the decoder reads)."""
+        if self.decoder is not None and class_prior is not None and transition is not None:
+            self.decoder.prior.copy_(torch.as_tensor(np.maximum(class_prior, 1e-12), dtype=torch.float32))
+            self.decoder.transition.copy_(torch.as_tensor(transition, dtype=torch.float32))
         if self.branchwise and class_prior is not None:
             self.log_prior.copy_(torch.log(torch.as_tensor(np.maximum(class_prior, 1e-12), dtype=torch.float32)))
         if self.standardize is not None:

@@ -62,6 +62,8 @@ class Baseline:
 
 def _regression(dataset: str, name: str, r: dict) -> Baseline:
     chosen = next((f"{k}={r[k]:g}" for k in ("C", "alpha") if k in r), r.get("class"))  # what validation chose
+    if "decoding" in r:
+        chosen += ", chain mix={mix:g} temperature={temperature:g}".format(**r["decoding"])
     fit = {"seed": None, "valid": r["valid"], "test": r["test"], "pred": np.asarray(r["test_predictions"], dtype=np.int64)}
     return Baseline(dataset, name, f"{name} (baseline, {chosen})", [fit], tuple(r.get("modalities", ())))
 

@@ -22,10 +22,9 @@ def _pct(runs, key, split="test"):
 
 
 def main_table(study: Study, published: dict | None = None, confidence: float = 0.95) -> list[dict]:
-    """Every variant of every dataset, then the dataset's baselines (deterministic: n = 1), its
-    oracle rows (synthetic datasets with an oracle), then the published numbers for its benchmark
-    (`published`: dataset -> [Published]), labelled; each model's headroom share and linear floor
-    (maln/report/references.py)."""
+    """Every variant of every dataset, then its baselines (deterministic: n = 1), its oracle rows
+    (synthetic datasets with an oracle), then the published numbers for its benchmark (`published`:
+    dataset -> [Published]), labelled; each model's headroom share and linear floor (report.references)."""
     rows = []
     for dataset in study.datasets():
         share, floor = references.shares(study, dataset, confidence), references.floors(study, dataset)
@@ -220,8 +219,9 @@ def write_main(out, study: Study, confidence: float, source: str, published: dic
     caption = (f"Test scores (%), mean ± std over seeds; n = seeds. Baselines (maln/baselines.py) are one deterministic "
                f"fit on the same splits, each utterance's features alone (no context): logistic regression per "
                f"modality and on the concatenated modalities (C chosen by validation WF1), a one-hidden-layer MLP on "
-               f"the concatenated modalities (mlp_all, L2 alpha chosen by validation WF1), and the majority class. "
-               f"{source}{notes}")
+               f"the concatenated modalities (mlp_all, L2 alpha chosen by validation WF1), the majority class; but "
+               f"logreg_all_chain, logreg_all decoded by the training split's emotion chain (maln/chain.py), reads the "
+               f"dialogue. {source}{notes}")
     if any(r["kind"] == "published" for r in rows):
         caption += (" Rows 'published:' are the weighted F1 their authors report, with their text features and how "
                     "they chose the epoch (most chose it on the test split; see the protocol table); they are not "
