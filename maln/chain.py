@@ -54,6 +54,8 @@ def decode(probs: np.ndarray, dialogue: np.ndarray, transition: np.ndarray, prio
     emit = np.ones((len(starts), lengths.max(), c))
     emit[which, step] = (np.maximum(probs, 1e-12) / prior) ** temperature
     chain = (1 - mix) * prior[None, :] + mix * np.asarray(transition, dtype=np.float64)
+    # rows summing to exactly 1 (the buffers are float32) keep padding from moving beta at all
+    chain /= chain.sum(1, keepdims=True)
     alpha, beta = np.empty_like(emit), np.empty_like(emit)
     alpha[:, 0] = prior * emit[:, 0]
     alpha[:, 0] /= alpha[:, 0].sum(1, keepdims=True)

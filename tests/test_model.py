@@ -473,3 +473,23 @@ def test_the_erasers_refit_on_amdm_alone_equals_the_refit_through_the_whole_mode
     fit_eraser(model, data, dialogues, 3)
     assert torch.equal(eraser.means, whole[0]) and torch.equal(eraser.cov, whole[1])
     assert eraser.fitted and whole[1].abs().sum() > 0
+
+
+@pytest.mark.parametrize("variant", ["full", "text_only"])
+def test_decode_none_has_no_decoder_and_predicts_the_undecoded_posteriors(data, variant):
+    """The paper's configuration (model.decode: none): no chain in the weights, predictions as the
+    network gives them; `chain` adds the decoder and nothing else to the state."""
+    from dataclasses import replace
+
+    from maln.inference import predict
+
+    plain = model_for(variant)
+    assert plain.decoder is None
+    p = predict(plain, data, np.arange(len(data.lengths)), 4)
+    assert p.undecoded is None
+    torch.manual_seed(0)
+    chained = MALN(DIMS, 7, replace(CFG, decode="chain"), VARIANTS[variant]).eval()
+    extra = set(chained.state_dict()) - set(plain.state_dict())
+    assert extra == {"decoder.transition", "decoder.prior", "decoder.setting"}
+    q = predict(chained, data, np.arange(len(data.lengths)), 4)  # setting (0, 1) until validation chooses one
+    np.testing.assert_array_equal(q.probs, p.probs)
