@@ -31,6 +31,34 @@ def test_readme_results_are_the_generated_table():
     assert "![Ablations](results/figures/ablation.png)" in section
 
 
+def _table(text: str, first: str) -> list[dict]:
+    """The markdown table whose header starts with `| first |`, as rows of {column: cell}."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first} |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(dict(zip(header, (c.strip() for c in line.strip("|").split("|")))))
+    return rows
+
+
+def test_readme_headline_shares_are_the_main_tables():
+    """The README prints full's headroom share from results/metrics.json, the main table from the
+    runs: the two must read the same (metrics.json once rounded 1.3553 to 1.355, '+1.35' beside '+1.36')."""
+    readme = (REPO / "README.md").read_text()
+    main = REPO / "results/tables/main.md"
+    if "<!-- maln:results:start -->" not in readme or not main.exists():
+        return
+    section = readme.split("<!-- maln:results:start -->")[1].split("<!-- maln:results:end -->")[0]
+    headline = {r["dataset"]: r["share of full"] for r in _table(section, "dataset") if r["share of full"] != "–"}
+    table = {r["Dataset"]: r["Headroom share"] for r in _table(main.read_text(), "Dataset") if r["Variant"] == "full"}
+    assert headline, "no dataset with a headroom share in the README's headline"
+    for dataset, share in headline.items():
+        assert share == table[dataset], (dataset, share, table[dataset])
+
+
 def test_readme_has_exactly_two_commands_at_the_top():
     commands = readme_commands()
     assert commands[0].endswith("snakemake --cores 4 --resources gpu=1")
