@@ -2,6 +2,8 @@
 
 import re
 
+import pytest
+
 from builders import REPO
 
 
@@ -49,8 +51,8 @@ def test_readme_headline_shares_are_the_main_tables():
     runs: the two must read the same (metrics.json once rounded 1.3553 to 1.355, '+1.35' beside '+1.36')."""
     readme = (REPO / "README.md").read_text()
     main = REPO / "results/tables/main.md"
-    if "<!-- maln:results:start -->" not in readme or not main.exists():
-        return
+    if not main.exists():
+        pytest.skip("no results/tables/main.md: the study has not been run")
     section = readme.split("<!-- maln:results:start -->")[1].split("<!-- maln:results:end -->")[0]
     headline = {r["dataset"]: r["share of full"] for r in _table(section, "dataset") if r["share of full"] != "–"}
     table = {r["Dataset"]: r["Headroom share"] for r in _table(main.read_text(), "Dataset") if r["Variant"] == "full"}

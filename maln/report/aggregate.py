@@ -82,9 +82,10 @@ def summary(study: Study, confidence: float = 0.95) -> dict:
 
 
 def _references(share: dict | None, floor: dict | None) -> dict:
-    # 4 decimals: the README's headline prints these at 2, and at 3 a share of 1.3553 became 1.355 and
-    # '+1.35' there beside the main table's '+1.36' (formatted from the unrounded value)
-    out = {k: round(share[k], 4) for k in references.SHARE_KEYS} if share else {}
+    # unrounded: the README's headline prints these at 2 decimals and the main table prints the same float;
+    # stored at 3, a share of 1.3553 became 1.355 and '+1.35' there beside the table's '+1.36' (at any
+    # precision above the printed one, rounding twice can differ from rounding once)
+    out = {k: float(share[k]) for k in references.SHARE_KEYS} if share else {}
     if floor:
         # numbers only, for `dvc metrics diff`; the floor is logreg_all, or logreg_<m> for one modality m
         out.update(linear_floor_gap=round(floor["wf1"] - floor["baseline_wf1"], 2), below_linear_floor=bool(floor["below"]))
