@@ -64,7 +64,8 @@ def main(argv=None) -> None:
         scores = ceilings(params.dataset(name))
         lines += [f"### {name}", "", "| modalities | WF1 with context | without | accuracy with context | without |",
                   "| --- | --- | --- | --- | --- |"]
-        for s in sorted({s for _, s in scores}, key=len):
+        order = {m: i for i, m in enumerate(params.dataset(name)["synthetic"]["dims"])}  # the registry's order
+        for s in sorted({s for _, s in scores}, key=lambda s: (len(s), [order[m] for m in s])):
             label = "+".join(s) + (" (joint rule)" if len(s) > 1 else "")
             (wc, ac), (wu, au) = scores[("context", s)], scores[("utterance", s)]
             lines.append(f"| {label} | {wc:.2f} | {wu:.2f} | {ac:.2f} | {au:.2f} |")
