@@ -60,9 +60,14 @@ def make_optimizer(model, cfg) -> torch.optim.Optimizer:
               {"params": inputs, "weight_decay": cfg.input_weight_decay}]
     if amdm:
         groups.append({"params": amdm, "lr": cfg.lr * cfg.amdm_lr_scale})
-    # foreach: one kernel per state tensor kind instead of per parameter, 10 -> 4.6 ms a step on the
-    # synthetic full model on one CPU thread, the same numbers to the bit (CUDA's default already)
-    return Adam([g for g in groups if g["params"]], lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
+    groups = [g for g in groups if g["params"]]
+    # fused: one kernel for every parameter's whole update, where torch has one for the device (CPU
+    # and CUDA since torch 2.4): 2.9 -> 0.9 ms a step on the synthetic full model on one CPU thread
+    # (foreach, one kernel per state tensor kind, took 4.6 ms against 10 for one per parameter)
+    try:
+        return Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, fused=True)
+    except RuntimeError:  # a device without a fused Adam
+        return Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, foreach=True)
 
 
 def without_compiler(device: torch.device) -> None:

@@ -12,6 +12,10 @@ from maln.data.store import Store
 
 IGNORE = -100  # label on padding; every loss ignores it
 LENGTH_JITTER = 0.25  # bucketing: sort by length x U(1 - j, 1 + j), so batches vary between epochs
+# Evaluation batches hold at least this many dialogues, whatever the training batch: no gradients are
+# kept, and fewer, larger batches made an evaluation pass of the synthetic study's full model 1.5x
+# faster (8 -> 32 dialogues: 40 -> 26 ms on synthetic-iemocap-interaction's validation split).
+EVAL_DIALOGUES = 32
 
 
 @dataclass
@@ -65,5 +69,7 @@ class DeviceData:
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def eval_batches(self, dialogues: np.ndarray, batch_size: int) -> list:
+        """Batches sorted by length (least padding), of max(batch_size, EVAL_DIALOGUES) dialogues."""
+        batch_size = max(batch_size, EVAL_DIALOGUES)
         order = dialogues[np.argsort(self.lengths[dialogues], kind="stable")]
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]

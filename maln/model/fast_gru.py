@@ -17,6 +17,8 @@ Equations and weight layout are nn.GRU's (gates r, z, n):
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -66,31 +68,41 @@ class _BiGRULayer(torch.autograd.Function):
         for t in range(1, len(batch_sizes)):
             b = batch_sizes[t]
             h_prev[:, starts[t]:starts[t] + b] = out[:, starts[t - 1]:starts[t - 1] + b]
+        r, z, n, h_n = gates[..., :hidden], gates[..., hidden:2 * hidden], gates[..., 2 * hidden:3 * hidden], gates[..., 3 * hidden:]
+        # each gate's derivative factor, for every row at once, so that a step (the Python loop
+        # below: its op count is its cost at these sizes) only multiplies by them
+        dn_dh = (1 - z) * (1 - n * n)  # d n-preactivation / dh
+        dz_dh = (h_prev - n) * (z * (1 - z))  # d z-preactivation / dh
+        dr_dn = h_n * (r * (1 - r))  # d r-preactivation / d n-preactivation
         carry = d_out.new_zeros(2, 0, hidden)  # dL/dh_t flowing back from step t + 1
         for t in reversed(range(len(batch_sizes))):
             start, b = starts[t], batch_sizes[t]
             end = start + b
             dh = d_out[:, start:end].clone()
             dh[:, : carry.shape[1]] += carry
-            g = gates[:, start:end]
-            r, z, n, h_n = g[..., :hidden], g[..., hidden:2 * hidden], g[..., 2 * hidden:3 * hidden], g[..., 3 * hidden:]
-            dgi, dgh = d_gi[:, start:end], d_gh[:, start:end]
-            dn = torch.mul(dh, 1 - z, out=dgi[..., 2 * hidden:]).mul_(1 - n * n)
-            torch.mul(dh, h_prev[:, start:end] - n, out=dgh[..., hidden:2 * hidden]).mul_(z * (1 - z))
-            torch.mul(dn, h_n, out=dgh[..., :hidden]).mul_(r * (1 - r))
-            torch.mul(dn, r, out=dgh[..., 2 * hidden:])
-            dgi[..., :2 * hidden] = dgh[..., :2 * hidden]
-            carry = torch.baddbmm(dh * z, dgh, w_hh)  # dL/dh_{t-1} = z dh + [dr, dz, dn r] W_hh
+            dgh = d_gh[:, start:end]
+            dn = torch.mul(dh, dn_dh[:, start:end], out=d_gi[:, start:end, 2 * hidden:])
+            torch.mul(dh, dz_dh[:, start:end], out=dgh[..., hidden:2 * hidden])
+            torch.mul(dn, dr_dn[:, start:end], out=dgh[..., :hidden])
+            torch.mul(dn, r[:, start:end], out=dgh[..., 2 * hidden:])
+            carry = torch.baddbmm(dh * z[:, start:end], dgh, w_hh)  # dL/dh_{t-1} = z dh + [dr, dz, dn r] W_hh
+        d_gi[..., :2 * hidden] = d_gh[..., :2 * hidden]  # r and z: the input and recurrent pre-activations share them
         d_x = torch.bmm(d_gi, w_ih) if ctx.needs_input_grad[0] else None  # the raw features need none
         return d_x, None, torch.bmm(d_gi.transpose(1, 2), x), torch.bmm(d_gh.transpose(1, 2), h_prev), \
             d_gi.sum(1), d_gh.sum(1)
 
 
 def packing(lengths: torch.Tensor, steps: int):
+    """_packing for these lengths, cached: a batch's modalities share it, so it is computed once a batch."""
+    return _packing(tuple(lengths.tolist()), steps)
+
+
+@functools.lru_cache(maxsize=8)
+def _packing(lengths: tuple, steps: int):
     """Row indices (into a flattened [B * steps] batch) of the forward and the reversed direction in
     packed order, and the rows per step. Longest sequences first, so each step's active rows are a
     prefix and shrinking the batch needs no copy."""
-    lengths = lengths.cpu()
+    lengths = torch.tensor(lengths)
     order = torch.argsort(lengths, descending=True, stable=True)
     sorted_len = lengths[order]
     batch_sizes = [int((sorted_len > t).sum()) for t in range(int(sorted_len[0]))]
