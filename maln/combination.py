@@ -9,6 +9,7 @@ import itertools
 import numpy as np
 
 COMBINATION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+CHUNK_VALUES = 4_000_000  # values of the combined log-posteriors scored at once (32 MB of float64)
 
 
 def combine(log_probs: list, weights, log_prior: np.ndarray) -> np.ndarray:
@@ -37,17 +38,26 @@ def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray,
             w[a], w[[j for j in range(k) if j != a]] = 1.0, ws
             grid.append(w)
     grid = np.array(grid)  # [G, K]
-    # every candidate at once, classes on the middle axis (numpy reduces a short last axis slowly): 2x
-    # faster than one candidate at a time, which took 47 ms an epoch for 250 candidates. The sum runs
-    # in combine's order, so each z is combine's to the bit.
     heads = [np.ascontiguousarray(lp.T) for lp in log_probs]  # [C, N]
-    z = sum(grid[:, j, None, None] * heads[j] for j in range(k)) - (grid.sum(1) - 1)[:, None, None] * log_prior[:, None]
-    top = z.max(1)
-    log_norm = top + np.log(np.exp(z - top[:, None]).sum(1))
-    log_likelihood = (z[:, gold, np.arange(len(gold))] - log_norm).mean(1)
+    # many candidates at once, classes on the middle axis (numpy reduces a short last axis slowly): 2x
+    # faster than one candidate at a time, which took 47 ms an epoch for 250 candidates; in chunks of
+    # at most CHUNK_VALUES values of z, so a large validation split cannot take gigabytes. The sum
+    # runs in combine's order, so each z is combine's to the bit.
+    chunk = max(1, CHUNK_VALUES // max(heads[0].size, 1))
+    log_likelihood = np.concatenate([_log_likelihoods(grid[i:i + chunk], heads, gold, log_prior)
+                                     for i in range(0, len(grid), chunk)])
     # rounded: sums in another order tie, not flip; ties go to the smaller total weight, then to the first
     keys = [(round(float(ll), 9), -float(w.sum())) for ll, w in zip(log_likelihood, grid)]
     return grid[max(range(len(grid)), key=keys.__getitem__)]
+
+
+def _log_likelihoods(grid: np.ndarray, heads: list, gold: np.ndarray, log_prior: np.ndarray) -> np.ndarray:
+    """Mean log-likelihood of the gold labels under each weighting in grid ([G, K]); heads: [C, N] each."""
+    z = sum(grid[:, j, None, None] * heads[j] for j in range(len(heads))) \
+        - (grid.sum(1) - 1)[:, None, None] * log_prior[:, None]
+    top = z.max(1)
+    log_norm = top + np.log(np.exp(z - top[:, None]).sum(1))
+    return (z[:, gold, np.arange(len(gold))] - log_norm).mean(1)
 
 
 def posterior(log_probs: list, weights, log_prior: np.ndarray) -> np.ndarray:

@@ -1,6 +1,8 @@
 """The model's promises, each checked so that it fails when the behaviour breaks."""
 
 
+import itertools
+
 import numpy as np
 import pytest
 import torch
@@ -450,6 +452,46 @@ def test_combination_on_a_validation_split_of_400_utterances_rarely_weights_nois
         weighted += bool(w[1:].any())
         total += w[1:].sum()
     assert weighted <= 5 and total / 30 <= 0.05
+
+
+def test_evaluation_batches_grow_to_32_dialogues_but_at_most_4x_the_training_batch():
+    """Larger evaluation batches are faster; a training batch kept small for memory stays small-ish."""
+    from maln.data.batching import eval_batch_size
+
+    assert [eval_batch_size(b) for b in (1, 2, 8, 32, 64)] == [4, 8, 32, 32, 64]
+
+
+def test_combination_scored_in_chunks_chooses_what_one_candidate_at_a_time_chooses(monkeypatch):
+    """The candidates are scored many at once, in chunks bounded by CHUNK_VALUES; the choice is the
+    one the plain loop over candidates with combine() makes, whatever the chunk size (ties included:
+    two identical heads)."""
+    from maln import combination
+    from maln.combination import COMBINATION_GRID, choose_combination, combine
+
+    def plain(log_probs, gold, log_prior, anchors):
+        best = None
+        for a in anchors:
+            for ws in itertools.product(COMBINATION_GRID, repeat=len(log_probs) - 1):
+                w = np.zeros(len(log_probs))
+                w[a], w[[j for j in range(len(log_probs)) if j != a]] = 1.0, ws
+                z = combine(log_probs, w, log_prior)
+                key = (round(float((z[np.arange(len(gold)), gold] - np.logaddexp.reduce(z, axis=1)).mean()), 9),
+                       -w.sum())
+                if best is None or key > best[0]:
+                    best = (key, w)
+        return best[1]
+
+    rng = np.random.default_rng(3)
+    for draw in range(20):
+        n, c = int(rng.integers(5, 300)), int(rng.integers(2, 8))
+        heads = [rng.normal(size=(n, c)) * rng.uniform(0.1, 3) for _ in range(int(rng.integers(2, 5)))]
+        heads = [h - np.logaddexp.reduce(h, axis=1, keepdims=True) for h in heads]
+        heads[1] = heads[0].copy() if draw % 4 == 0 else heads[1]
+        gold, log_prior = rng.integers(0, c, n), np.log(rng.dirichlet(np.ones(c)))
+        expected = plain(heads, gold, log_prior, (1, 0))
+        for chunk in (1, 7 * n * c, 10**9):
+            monkeypatch.setattr(combination, "CHUNK_VALUES", chunk)
+            assert list(choose_combination(heads, gold, log_prior, (1, 0))) == list(expected)
 
 
 @pytest.mark.parametrize("amdm_reads", ["features", "branches"])

@@ -12,10 +12,13 @@ from maln.data.store import Store
 
 IGNORE = -100  # label on padding; every loss ignores it
 LENGTH_JITTER = 0.25  # bucketing: sort by length x U(1 - j, 1 + j), so batches vary between epochs
-# Evaluation batches hold at least this many dialogues, whatever the training batch: no gradients are
-# kept, and fewer, larger batches made an evaluation pass of the synthetic study's full model 1.5x
-# faster (8 -> 32 dialogues: 40 -> 26 ms on synthetic-iemocap-interaction's validation split).
+# Evaluation batches: fewer, larger ones made an evaluation pass of the synthetic study's full model
+# 1.5x faster (8 -> 32 dialogues: 40 -> 26 ms on synthetic-iemocap-interaction's validation split).
+# Up to EVAL_DIALOGUES dialogues, and at most EVAL_GROWTH times the training batch: evaluation keeps no
+# activations for a backward pass, but a training batch made small to fit the device's memory must
+# not become a 32 times larger evaluation batch.
 EVAL_DIALOGUES = 32
+EVAL_GROWTH = 4
 
 
 @dataclass
@@ -69,7 +72,12 @@ class DeviceData:
         return [batches[i] for i in rng.permutation(len(batches))]
 
     def eval_batches(self, dialogues: np.ndarray, batch_size: int) -> list:
-        """Batches sorted by length (least padding), of max(batch_size, EVAL_DIALOGUES) dialogues."""
-        batch_size = max(batch_size, EVAL_DIALOGUES)
+        """Batches sorted by length (least padding), each of at most eval_batch_size(batch_size) dialogues."""
+        batch_size = eval_batch_size(batch_size)
         order = dialogues[np.argsort(self.lengths[dialogues], kind="stable")]
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def eval_batch_size(batch_size: int) -> int:
+    """Dialogues per evaluation batch for a training batch of `batch_size` (EVAL_DIALOGUES above)."""
+    return max(batch_size, min(EVAL_DIALOGUES, EVAL_GROWTH * batch_size))
