@@ -9,7 +9,7 @@ import itertools
 import numpy as np
 
 COMBINATION_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
-CHUNK_VALUES = 4_000_000  # values of the combined log-posteriors scored at once (32 MB of float64)
+CHUNK_VALUES = 4_000_000  # values of the combined log-posteriors scored at once (32 MB of float64, ~100 MB at peak)
 
 
 def combine(log_probs: list, weights, log_prior: np.ndarray) -> np.ndarray:
@@ -29,7 +29,7 @@ def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray,
     utterances a classifier of pure noise, given weight, wins some of the grid's 5^k comparisons
     by chance (it did on synthetic-iemocap-noise, docs/deviations.md); the likelihood reads
     every utterance's probabilities and a noise classifier lowers it. log_probs: one [N, C] array
-    per classifier."""
+    per classifier, finite (a weight of 0 times -inf is NaN)."""
     k = len(log_probs)
     grid = []  # every candidate's weights, in the order of the first-wins tie rule below
     for a in np.atleast_1d(anchor):
@@ -42,7 +42,8 @@ def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray,
     # many candidates at once, classes on the middle axis (numpy reduces a short last axis slowly): 2x
     # faster than one candidate at a time, which took 47 ms an epoch for 250 candidates; in chunks of
     # at most CHUNK_VALUES values of z, so a large validation split cannot take gigabytes. The sum
-    # runs in combine's order, so each z is combine's to the bit.
+    # runs in combine's order, so each z is combine's to the bit; the log-normaliser is not
+    # logaddexp's (last-bit differences), which the rounding below absorbs.
     chunk = max(1, CHUNK_VALUES // max(heads[0].size, 1))
     log_likelihood = np.concatenate([_log_likelihoods(grid[i:i + chunk], heads, gold, log_prior)
                                      for i in range(0, len(grid), chunk)])

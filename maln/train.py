@@ -34,7 +34,7 @@ from maln.inference import autocast, fit_combination, fit_decoding, fit_eraser, 
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
-from maln.optim import make_optimizer, without_compiler
+from maln.optim import load_state, make_optimizer, without_compiler
 from maln.probes import invariance
 from maln.study import label
 from maln.runs import (RESUME_KEYS, completed, history_row, load_resume_state, log, log_result, remove_checkpoints,
@@ -229,7 +229,7 @@ def start(run: Run, seed: int, out_dir: Path, config_hash: str, name: str) -> tu
     try:
         if resumed is not None:
             model.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
+            load_state(optimizer, resumed["optimizer"])
     except (RuntimeError, ValueError, KeyError, TypeError) as e:  # the model's code changed since
         log(f"warning: the checkpoint in {out_dir} does not fit this model ({str(e)[:200]}); starting from scratch")
         resumed, model = None, run.build_model(seed)

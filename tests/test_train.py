@@ -308,6 +308,26 @@ def test_our_adam_steps_exactly_as_torchs_and_their_states_are_interchangeable()
     assert all(torch.equal(a, b) for a, b in zip(run(Adam, their_state)[0], run(torch.optim.Adam, our_state)[0]))
 
 
+def test_adam_is_fused_where_torch_has_the_kernel_and_a_resume_keeps_it():
+    """Fused on CPU parameters, foreach on a device without the fused kernel (torch would only say
+    so at the first step); a checkpoint from a foreach optimizer (written before fused was used)
+    loads without switching the resumed run's kernels."""
+    from maln.optim import Adam, kernels, load_state
+
+    net = torch.nn.Linear(3, 2)
+    assert kernels(net.parameters()) == {"fused": True}
+    assert kernels([torch.nn.Parameter(torch.empty(2, device="meta"))]) == {"foreach": True}
+    old = Adam(net.parameters(), lr=1e-2, foreach=True)
+    net(torch.randn(4, 3)).sum().backward()
+    old.step()
+    plain, resumed = (Adam(net.parameters(), lr=1e-2, fused=True) for _ in range(2))
+    plain.load_state_dict(old.state_dict())
+    load_state(resumed, old.state_dict())
+    assert (plain.param_groups[0]["fused"], plain.param_groups[0]["foreach"]) == (None, True)  # what load_state undoes
+    assert (resumed.param_groups[0]["fused"], resumed.param_groups[0]["foreach"]) == (True, None)
+    assert resumed.state_dict()["state"][0]["step"] == 1
+
+
 def test_a_training_process_never_imports_torchs_compiler(synthetic_project):
     """torch._dynamo and torch._inductor cost about 2 s of every training job's start on this
     machine, symbolic shapes (for attention's mask check) 0.5 s, and do nothing where nothing is
