@@ -1,8 +1,9 @@
 """Is a single-modality floor the epoch selection's optimism? Every run records, after each epoch, its
 validation WF1 and (for the protocol table) its test WF1, each of the epoch's own combination and
 decoding (history.csv). Read off those curves, with no training, the test WF1 of the epoch chosen
-by four rules: the highest validation WF1 (the shipped rule; the first on ties), the highest
-3- or 5-epoch centred moving average of it (edges padded with the end values), and the last epoch.
+by five rules: the highest validation WF1 (the shipped rule; the first on ties), the highest
+3- or 5-epoch centred moving average of it (edges padded with the end values), the last epoch, and
+the lowest validation NLL (runs that record it, valid_nll; "-" for the others).
 Test WF1 (%), mean over the seeds, beside the row's floor (its context-free logistic regression).
 
     python benchmarks/epoch_selection.py chain-decoding --out benchmarks/results/epoch-selection.md
@@ -19,11 +20,15 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
-RULES = ("validation max", "moving average 3", "moving average 5", "last epoch")
+RULES = ("validation max", "moving average 3", "moving average 5", "last epoch", "validation NLL min")
 FLOOR = {"full": "logreg_all", "text_only": "logreg_text", "audio_only": "logreg_audio", "visual_only": "logreg_visual"}
 
 
-def chosen(valid: np.ndarray, rule: str) -> int:
+def chosen(history: pd.DataFrame, rule: str) -> int | None:
+    """The epoch's row that `rule` picks; None where the run did not record what the rule reads."""
+    if rule == "validation NLL min":
+        return int(np.argmin(history["valid_nll"].to_numpy())) if "valid_nll" in history else None
+    valid = history["valid_weighted_f1"].to_numpy()
     if rule == "validation max":
         return int(np.argmax(valid))
     if rule == "last epoch":
@@ -49,10 +54,11 @@ def main(argv=None) -> None:
             if variant is None or not histories or FLOOR[variant] not in baselines:
                 continue
             floor = baselines[FLOOR[variant]]["test_wf1_mean"]
-            scores = [np.mean([100 * h["test_weighted_f1"].to_numpy()[chosen(h["valid_weighted_f1"].to_numpy(), r)]
-                               for h in histories]) for r in RULES]
+            picks = [[chosen(h, r) for h in histories] for r in RULES]
+            scores = [np.mean([100 * h["test_weighted_f1"].to_numpy()[e] for h, e in zip(histories, es)])
+                      if None not in es else None for es in picks]
             lines.append(f"| {ds_dir.name} | {row.name} | {len(histories)} | {floor:.2f} | "
-                         + " | ".join(f"{s:.2f}" for s in scores) + " |")
+                         + " | ".join("-" if s is None else f"{s:.2f}" for s in scores) + " |")
     lines += ["", f"command: `python benchmarks/epoch_selection.py {args.experiment}`"]
     text = "\n".join(lines) + "\n"
     print(text)
