@@ -1,9 +1,11 @@
 """Is a single-modality floor the epoch selection's optimism? Every run records, after each epoch, its
 validation WF1 and (for the protocol table) its test WF1, each of the epoch's own combination and
 decoding (history.csv). Read off those curves, with no training, the test WF1 of the epoch chosen
-by five rules: the highest validation WF1 (the shipped rule; the first on ties), the highest
+by six rules: the highest validation WF1 (the shipped rule; the first on ties), the highest
 3- or 5-epoch centred moving average of it (edges padded with the end values), the last epoch, and
-the lowest validation NLL (runs that record it, valid_nll; "-" for the others).
+the lowest validation NLL (runs that record it, valid_nll; "-" for the others), and the highest
+validation WF1 before the chain's decoding (valid_weighted_f1_undecoded, where recorded): the
+decoded WF1 is read after a decoding chosen on the same validation split.
 Test WF1 (%), mean over the seeds, beside the row's floor (its context-free logistic regression).
 
     python benchmarks/epoch_selection.py chain-decoding --out benchmarks/results/epoch-selection.md
@@ -20,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 REPO = Path(__file__).resolve().parent.parent
-RULES = ("validation max", "moving average 3", "moving average 5", "last epoch", "validation NLL min")
+RULES = ("validation max", "moving average 3", "moving average 5", "last epoch", "validation NLL min",
+         "undecoded validation max")
 FLOOR = {"full": "logreg_all", "text_only": "logreg_text", "audio_only": "logreg_audio", "visual_only": "logreg_visual"}
 
 
@@ -28,6 +31,9 @@ def chosen(history: pd.DataFrame, rule: str) -> int | None:
     """The epoch's row that `rule` picks; None where the run did not record what the rule reads."""
     if rule == "validation NLL min":
         return int(np.argmin(history["valid_nll"].to_numpy())) if "valid_nll" in history else None
+    if rule == "undecoded validation max":  # the epoch by its WF1 before the chain's decoding, fitted on it after
+        column = "valid_weighted_f1_undecoded"
+        return int(np.argmax(history[column].to_numpy())) if column in history else None
     valid = history["valid_weighted_f1"].to_numpy()
     if rule == "validation max":
         return int(np.argmax(valid))
