@@ -7,6 +7,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from maln.model.context import ContextEncoder
+from maln.model.dropout import dropout
 from maln.model.fast_gru import bidirectional_gru
 
 
@@ -28,6 +29,19 @@ def test_fused_gru_matches_nn_gru_exactly_in_double_precision(layers):
     grads_b = torch.autograd.grad((b * g).sum(), [x, *gru.parameters()])
     for ga, gb in zip(grads_a, grads_b):
         torch.testing.assert_close(gb, ga, atol=1e-12, rtol=1e-12)
+
+
+def test_cpu_dropout_keeps_1_minus_p_scaled_and_passes_gradients_through_the_kept_units():
+    torch.manual_seed(0)
+    x = torch.rand(400, 500, dtype=torch.double) + 1  # no zeros, so a zero output is a dropped unit
+    x.requires_grad_(True)
+    y = dropout(x, 0.3, training=True)
+    kept = y != 0
+    assert abs(kept.double().mean().item() - 0.7) < 0.005  # 200 000 draws: 4.5 standard errors
+    torch.testing.assert_close(y[kept], (x / 0.7)[kept])
+    y.sum().backward()
+    torch.testing.assert_close(x.grad, kept.double() / 0.7)
+    assert torch.equal(dropout(x, 0.3, training=False), x) and torch.equal(dropout(x, 0.0, training=True), x)
 
 
 @pytest.fixture

@@ -22,6 +22,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
+from maln.model.dropout import dropout
+
 
 class _BiGRULayer(torch.autograd.Function):
     """Both directions of one layer at once, over packed rows: x [2, N, I] (the forward direction's
@@ -34,7 +36,9 @@ class _BiGRULayer(torch.autograd.Function):
         hidden = w_hh.shape[2]
         n_rows = x.shape[1]
         gi = torch.baddbmm(b_ih[:, None, :], x, w_ih.transpose(1, 2))  # [2, N, 3H]: all input projections
-        w_hh_t = w_hh.transpose(1, 2)
+        # W_hh^T laid out contiguously: a step's small product runs 1.3-2x faster on it than on the
+        # transposed view; transposed per direction, as 2-D copies are 2-3x faster than a 3-D one
+        w_hh_t = torch.stack([w.t().contiguous() for w in w_hh])
         out = x.new_empty(2, n_rows, hidden)
         gates = x.new_empty(2, n_rows, 4 * hidden)  # per row: r, z, n, W_hn h + b_hn (for the backward pass)
         h = x.new_zeros(2, batch_sizes[0], hidden)
@@ -71,9 +75,11 @@ class _BiGRULayer(torch.autograd.Function):
         r, z, n, h_n = gates[..., :hidden], gates[..., hidden:2 * hidden], gates[..., 2 * hidden:3 * hidden], gates[..., 3 * hidden:]
         # each gate's derivative factor, for every row at once, so that a step (the Python loop
         # below: its op count is its cost at these sizes) only multiplies by them
-        dn_dh = (1 - z) * (1 - n * n)  # d n-preactivation / dh
-        dz_dh = (h_prev - n) * (z * (1 - z))  # d z-preactivation / dh
-        dr_dn = h_n * (r * (1 - r))  # d r-preactivation / d n-preactivation
+        # (few passes over these [2, N, H] arrays: at the paper's sizes each pass costs milliseconds)
+        one_minus_z = 1 - z
+        dn_dh = torch.addcmul(one_minus_z, one_minus_z, n * n, value=-1)  # d n-preactivation / dh: (1 - z)(1 - n^2)
+        dz_dh = torch.sub(h_prev, n).mul_(z).mul_(one_minus_z)  # d z-preactivation / dh
+        dr_dn = torch.addcmul(r, r, r, value=-1).mul_(h_n)  # d r-preactivation / d n-preactivation: r(1 - r) h_n
         carry = d_out.new_zeros(2, 0, hidden)  # dL/dh_t flowing back from step t + 1
         for t in reversed(range(len(batch_sizes))):
             start, b = starts[t], batch_sizes[t]
@@ -134,7 +140,7 @@ def bidirectional_gru(gru: torch.nn.GRU, x: torch.Tensor, lengths: torch.Tensor)
         out_r_in_f = torch.empty_like(out_r).index_copy(0, rev_in_f, out_r)  # reversed outputs, forward order
         both = torch.cat([out_f, out_r_in_f], 1)  # [N, 2H] in forward packed order
         if layer < gru.num_layers - 1:
-            both = F.dropout(both, gru.dropout, gru.training)
+            both = dropout(both, gru.dropout, gru.training)
             f_in, r_in = both, both[rev_in_f]
     out = x.new_zeros(batch * steps, both.shape[1])
     out = out.index_copy(0, fwd, both)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from maln.model.dropout import Dropout
+
 
 class CrossModalAttention(nn.Module):
     """A Transformer block across modalities, as in the authors' code: text attends to the
@@ -47,7 +49,7 @@ class EmotionClassifier(nn.Module):
 
     def __init__(self, in_dim: int, hidden: int, n_classes: int, dropout: float):
         super().__init__()
-        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+        self.net = nn.Sequential(nn.Linear(in_dim, hidden), nn.ReLU(), Dropout(dropout), nn.Linear(hidden, n_classes))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)

@@ -30,6 +30,7 @@ from torch import nn
 from maln.model.amdm import AMDM
 from maln.model.config import ModelConfig
 from maln.model.context import ContextEncoder
+from maln.model.dropout import Dropout
 from maln.model.fusion import CrossModalAttention, EmotionClassifier
 from maln.model.sclm import SpeakerCharacteristics
 from maln.model.variants import Variant
@@ -85,7 +86,7 @@ class MALN(nn.Module):
         w = cfg.width
         hidden = {m: cfg.context_hidden[m] for m in self.modalities}
         self.standardize = nn.ModuleDict({m: Standardize(dims[m]) for m in self.modalities}) if cfg.standardize else None
-        self.input_dropout = nn.Dropout(cfg.input_dropout)
+        self.input_dropout = Dropout(cfg.input_dropout)
         self.input_noise = cfg.input_noise
         self.context = nn.ModuleDict({
             m: ContextEncoder(dims[m], hidden[m], cfg.context_layers, cfg.context_dropout) for m in self.modalities
