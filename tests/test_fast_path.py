@@ -1,4 +1,4 @@
-"""The fast CPU training path computes what the plain path computes."""
+"""The fast CPU path (training and evaluation) computes what the plain path computes."""
 
 
 import numpy as np
@@ -7,7 +7,7 @@ import torch
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from maln.model.context import ContextEncoder
-from maln.model.dropout import dropout
+from maln.model.dropout import Dropout, dropout
 from maln.model.fast_gru import bidirectional_gru
 
 
@@ -24,6 +24,8 @@ def test_fused_gru_matches_nn_gru_exactly_in_double_precision(layers):
     lengths = torch.tensor([9, 3, 7, 1, 9])
     a, b = reference(gru, x, lengths), bidirectional_gru(gru, x, lengths)
     torch.testing.assert_close(b, a, atol=1e-12, rtol=1e-12)
+    with torch.no_grad():  # evaluation runs it too (ContextEncoder on the CPU)
+        torch.testing.assert_close(bidirectional_gru(gru, x, lengths), a, atol=1e-12, rtol=1e-12)
     g = torch.randn_like(a)
     grads_a = torch.autograd.grad((a * g).sum(), [x, *gru.parameters()])
     grads_b = torch.autograd.grad((b * g).sum(), [x, *gru.parameters()])
@@ -41,7 +43,21 @@ def test_cpu_dropout_keeps_1_minus_p_scaled_and_passes_gradients_through_the_kep
     torch.testing.assert_close(y[kept], (x / 0.7)[kept])
     y.sum().backward()
     torch.testing.assert_close(x.grad, kept.double() / 0.7)
-    assert torch.equal(dropout(x, 0.3, training=False), x) and torch.equal(dropout(x, 0.0, training=True), x)
+    assert torch.equal(dropout(x, 0.3, training=False), x)
+    assert torch.equal(dropout(x, 0.0, training=True), x)
+    with pytest.raises(ValueError):
+        dropout(x, -0.1, training=True)  # as F.dropout
+    with pytest.raises(ValueError):
+        Dropout(0.3, inplace=True)
+
+
+def test_evaluation_under_inference_mode_does_not_poison_the_cached_packing():
+    gru = torch.nn.GRU(4, 3, 2, batch_first=True, bidirectional=True)
+    x, lengths = torch.randn(2, 5, 4), torch.tensor([5, 2])
+    with torch.inference_mode():
+        bidirectional_gru(gru, x, lengths)
+    bidirectional_gru(gru, x, lengths).sum().backward()  # the same lengths, now for training
+    assert gru.weight_hh_l0.grad is not None
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from maln.model.fast_gru import bidirectional_gru
 class ContextEncoder(nn.Module):
     # On the CPU the GRU runs through maln.model.fast_gru (same weights, same results to rounding):
     # its backward pass is faster, and so is its forward at the paper's sizes (a validation pass at
-    # the IEMOCAP shape 0.57 against nn.GRU's 0.63 s); nn.GRU (cuDNN) on CUDA. False forces nn.GRU
+    # the IEMOCAP shape 0.57 against nn.GRU's 0.63 s, one process); nn.GRU (cuDNN) on CUDA. False forces nn.GRU
     # everywhere (the benchmark's and the equivalence test's plain path).
     fused_cpu_gru = True
 
@@ -25,7 +25,7 @@ class ContextEncoder(nn.Module):
         self.gru = nn.GRU(in_dim, hidden, layers, batch_first=True, bidirectional=True,
                           dropout=dropout if layers > 1 else 0.0)
         self.out = nn.Linear(2 * hidden, hidden)
-        self.dropout = dropout
+        self.dropout_p = dropout
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # Packed, so the backward direction starts at each dialogue's own last utterance and
@@ -36,4 +36,4 @@ class ContextEncoder(nn.Module):
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             h, _ = self.gru(packed)
             h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
-        return dropout(F.relu(self.out(h)), self.dropout, self.training)
+        return dropout(F.relu(self.out(h)), self.dropout_p, self.training)

@@ -108,16 +108,18 @@ def _packing(lengths: tuple, steps: int):
     """Row indices (into a flattened [B * steps] batch) of the forward and the reversed direction in
     packed order, and the rows per step. Longest sequences first, so each step's active rows are a
     prefix and shrinking the batch needs no copy."""
-    lengths = torch.tensor(lengths)
-    order = torch.argsort(lengths, descending=True, stable=True)
-    sorted_len = lengths[order]
-    batch_sizes = [int((sorted_len > t).sum()) for t in range(int(sorted_len[0]))]
-    fwd, rev = [], []
-    for t, b in enumerate(batch_sizes):
-        rows = order[:b]
-        fwd.append(rows * steps + t)
-        rev.append(rows * steps + (lengths[rows] - 1 - t))
-    return torch.cat(fwd), torch.cat(rev), batch_sizes
+    # cached: a tensor made in inference mode could not be saved for a later backward pass
+    with torch.inference_mode(False):
+        lengths = torch.tensor(lengths)
+        order = torch.argsort(lengths, descending=True, stable=True)
+        sorted_len = lengths[order]
+        batch_sizes = [int((sorted_len > t).sum()) for t in range(int(sorted_len[0]))]
+        fwd, rev = [], []
+        for t, b in enumerate(batch_sizes):
+            rows = order[:b]
+            fwd.append(rows * steps + t)
+            rev.append(rows * steps + (lengths[rows] - 1 - t))
+        return torch.cat(fwd), torch.cat(rev), batch_sizes
 
 
 def bidirectional_gru(gru: torch.nn.GRU, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
