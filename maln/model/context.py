@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from maln.model.dropout import dropout
+from maln.model.dropout import Dropout
 from maln.model.fast_gru import bidirectional_gru
 
 
@@ -25,7 +25,7 @@ class ContextEncoder(nn.Module):
         self.gru = nn.GRU(in_dim, hidden, layers, batch_first=True, bidirectional=True,
                           dropout=dropout if layers > 1 else 0.0)
         self.out = nn.Linear(2 * hidden, hidden)
-        self.dropout_p = dropout
+        self.dropout = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         # Packed, so the backward direction starts at each dialogue's own last utterance and
@@ -36,4 +36,4 @@ class ContextEncoder(nn.Module):
             packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
             h, _ = self.gru(packed)
             h, _ = pad_packed_sequence(h, batch_first=True, total_length=x.shape[1])
-        return dropout(F.relu(self.out(h)), self.dropout_p, self.training)
+        return self.dropout(F.relu(self.out(h)))

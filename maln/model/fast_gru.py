@@ -73,9 +73,8 @@ class _BiGRULayer(torch.autograd.Function):
             b = batch_sizes[t]
             h_prev[:, starts[t]:starts[t] + b] = out[:, starts[t - 1]:starts[t - 1] + b]
         r, z, n, h_n = gates[..., :hidden], gates[..., hidden:2 * hidden], gates[..., 2 * hidden:3 * hidden], gates[..., 3 * hidden:]
-        # each gate's derivative factor, for every row at once, so that a step (the Python loop
-        # below: its op count is its cost at these sizes) only multiplies by them
-        # (few passes over these [2, N, H] arrays: at the paper's sizes each pass costs milliseconds)
+        # each gate's derivative factor, for every row at once and in few passes over these [2, N, H]
+        # arrays, so that a step (the Python loop below: its op count is its cost) only multiplies by them
         one_minus_z = 1 - z
         dn_dh = torch.addcmul(one_minus_z, one_minus_z, n * n, value=-1)  # d n-preactivation / dh: (1 - z)(1 - n^2)
         dz_dh = torch.sub(h_prev, n).mul_(z).mul_(one_minus_z)  # d z-preactivation / dh
