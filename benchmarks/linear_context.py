@@ -28,7 +28,7 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from maln.baselines import BASELINES, _features, _rows, fit  # noqa: E402
+from maln.baselines import BASELINES, features_of, fit, split_rows  # noqa: E402
 from maln.config import load_params  # noqa: E402
 from maln.data.prepare import store_dir  # noqa: E402
 from maln.data.store import load_store  # noqa: E402
@@ -55,7 +55,7 @@ def saturation(params, dataset: str, run: str, modality: str) -> None:
     state = torch.load(Path(run) / "model.pt", weights_only=True)["model"]
     w, b = (state[f"context.{modality}.gru.{k}_ih_l0"].double().numpy() for k in ("weight", "bias"))
     store = load_store(store_dir(params, dataset))
-    pre = _features(store, [modality], _rows(store, "test")) @ w.T + b  # gates r, z, n of nn.GRU
+    pre = features_of(store, [modality], split_rows(store, "test")) @ w.T + b  # gates r, z, n of nn.GRU
     h = w.shape[0] // 3
     shares = ", ".join(f"{g} {100 * np.mean(np.abs(pre[:, i * h:(i + 1) * h]) > 3):.1f} %" for i, g in enumerate("rzn"))
     print(f"{dataset} {run} {modality}: |pre-activation| > 3: {shares}")
@@ -87,8 +87,8 @@ def main() -> int:
         store = load_store(store_dir(params, dataset))
         names = store.class_names
         used = BASELINES["logreg_all"].uses(store.modalities)
-        rows = {s: _rows(store, s) for s in ("train", "valid", "test")}
-        x = {s: _features(store, used, r) for s, r in rows.items()}
+        rows = {s: split_rows(store, s) for s in ("train", "valid", "test")}
+        x = {s: features_of(store, used, r) for s, r in rows.items()}
         y = {s: np.asarray(store.labels[r]) for s, r in rows.items()}
         lw = LedoitWolf().fit(x["train"])
         w, v = np.linalg.eigh(lw.covariance_)

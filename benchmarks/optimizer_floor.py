@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
 from experiments import _ensure_store  # noqa: E402
-from maln.baselines import BASELINES, LOGREG_MAX_ITER, MLP_HIDDEN, MLP_MAX_ITER, _features, _rows, fit  # noqa: E402
+from maln.baselines import BASELINES, LOGREG_MAX_ITER, MLP_HIDDEN, MLP_MAX_ITER, features_of, fit, split_rows  # noqa: E402
 from maln.config import load_params  # noqa: E402
 from maln.data.store import load_store  # noqa: E402
 from maln.metrics import classification_metrics  # noqa: E402
@@ -58,9 +58,9 @@ def l2(model: nn.Module, alpha: float, n: int) -> torch.Tensor:
 
 class Data:
     def __init__(self, store, names, kind: str, modalities):
-        rows = {s: _rows(store, s) for s in ("train", "valid", "test")}
+        rows = {s: split_rows(store, s) for s in ("train", "valid", "test")}
         self.kind = kind
-        self.x = {s: torch.tensor(_features(store, modalities, r)) for s, r in rows.items()}
+        self.x = {s: torch.tensor(features_of(store, modalities, r)) for s, r in rows.items()}
         self.y = {s: torch.tensor(np.asarray(store.labels[r]), dtype=torch.long) for s, r in rows.items()}
         self.names, self.n = names, len(rows["train"])
         self.dialogue_of = np.repeat(np.arange(len(store.dialogues("train"))), store.lengths()[store.dialogues("train")])

@@ -74,18 +74,18 @@ BASELINES = {
 }
 
 
-def _rows(store: Store, split: str) -> np.ndarray:
+def split_rows(store: Store, split: str) -> np.ndarray:
     d = store.dialogues(split)
     return np.concatenate([np.arange(store.offsets[i], store.offsets[i + 1]) for i in d]) if len(d) else np.zeros(0, int)
 
 
-def _features(store: Store, modalities, rows) -> np.ndarray:
+def features_of(store: Store, modalities, rows) -> np.ndarray:
     stats = store.standardization
     return np.concatenate([(np.asarray(store.features[m][rows], dtype=np.float64) - stats[m][0]) / stats[m][1]
                            for m in modalities], axis=1)
 
 
-def _classifier(baseline: Baseline, value: float):
+def classifier(baseline: Baseline, value: float):
     """The baseline's model with L2 strength `value` (C of a regression, alpha of the MLP)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neural_network import MLPClassifier
@@ -106,10 +106,8 @@ def fit(store: Store, baseline: Baseline, grid, mlp_grid=()) -> dict:
 
 
 def _fit(store: Store, baseline: Baseline, grid, mlp_grid) -> dict:
-    from sklearn.exceptions import ConvergenceWarning
-
     names = store.class_names
-    rows = {s: _rows(store, s) for s in ("train", "valid", "test")}
+    rows = {s: split_rows(store, s) for s in ("train", "valid", "test")}
     labels = {s: np.asarray(store.labels[r]) for s, r in rows.items()}
     if baseline.modalities is None:
         majority = int(np.bincount(labels["train"], minlength=len(names)).argmax())
@@ -117,19 +115,9 @@ def _fit(store: Store, baseline: Baseline, grid, mlp_grid) -> dict:
         chosen = {"class": names[majority]}
     else:
         used = baseline.uses(store.modalities)
-        x = {s: _features(store, used, r) for s, r in rows.items()}
+        x = {s: features_of(store, used, r) for s, r in rows.items()}
         key = "C" if baseline.model == "logreg" else "alpha"
-        # from the strongest regularisation (small C, large alpha): on a tie it wins
-        values = sorted(grid) if key == "C" else sorted(mlp_grid, reverse=True)
-        best = None
-        for value in values:
-            with warnings.catch_warnings():  # the MLP's iterations are bounded on purpose
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                model = _classifier(baseline, value).fit(x["train"], labels["train"])
-            score = classification_metrics(labels["valid"], model.predict(x["valid"]), names)["weighted_f1"]
-            if best is None or score > best[0]:
-                best = (score, value, model)
-        _, value, model = best
+        value, model = choose(baseline, x, labels, names, grid if key == "C" else mlp_grid)
         preds = {s: model.predict(x[s]) for s in rows}
         chosen = {key: value, "modalities": list(used)}
         if baseline.chain:
@@ -140,6 +128,22 @@ def _fit(store: Store, baseline: Baseline, grid, mlp_grid) -> dict:
         "test": classification_metrics(labels["test"], preds["test"], names),
         "test_predictions": preds["test"].astype(int).tolist(),
     }
+
+
+def choose(baseline: Baseline, x: dict, labels: dict, names, values) -> tuple:
+    """(value, model): the L2 strength of `values` whose fit on x["train"] scores the highest
+    validation WF1, tried from the strongest regularisation (small C, large alpha), which wins ties."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    best = None
+    for value in sorted(values) if baseline.model == "logreg" else sorted(values, reverse=True):
+        with warnings.catch_warnings():  # the MLP's iterations are bounded on purpose
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model = classifier(baseline, value).fit(x["train"], labels["train"])
+        score = classification_metrics(labels["valid"], model.predict(x["valid"]), names)["weighted_f1"]
+        if best is None or score > best[0]:
+            best = (score, value, model)
+    return best[1], best[2]
 
 
 def _decoded(store: Store, model, x: dict, labels: dict) -> tuple[dict, dict]:

@@ -44,8 +44,9 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
             keep_features: bool = False, heads: bool = False) -> Predictions:
     """Model outputs for every real utterance of `dialogues`, in store order (by dialogue, then
     position), whatever the batching; with keep_features the features too, with keep_features or
-    heads each head's log-probabilities (multimodal models)."""
+    heads each head's log-probabilities (multimodal models; always for a branchwise model with the chain)."""
     model.eval()
+    heads = heads or (model.branchwise and model.decoder is not None)  # its prediction decodes each head
     parts = []
     for idx in data.eval_batches(dialogues, batch_size):
         b = data.batch(idx)
@@ -74,32 +75,78 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
                     cat.get("specific"), cat.get("common"), heads)
     if model.decoder is not None:
         p.undecoded = p.probs
-        p.probs = chain.decode(p.undecoded, p.dialogue, *_decoder_state(model))
+        if model.branchwise:
+            p.probs = _decoded_combination(model, p, model.combination.cpu().numpy())
+        else:
+            p.probs = chain.decode(p.undecoded, p.dialogue, *_decoder_state(model), *_settings(model)[0])
     return p
 
 
 def _decoder_state(model) -> tuple:
+    """(transition, prior) of the model's chain, float64."""
     d = model.decoder
-    return (d.transition.cpu().double().numpy(), d.prior.cpu().double().numpy(),
-            *(round(float(v), 6) for v in d.setting))
+    return d.transition.cpu().double().numpy(), d.prior.cpu().double().numpy()
+
+
+def _settings(model) -> list:
+    """The chain's (mix, temperature) per decoded posterior (ChainDecoder.setting's rows)."""
+    return [tuple(round(float(v), 6) for v in row) for row in model.decoder.setting]
+
+
+def _decoded_heads(model, p: Predictions, settings) -> list:
+    """Each head's posterior decoded by the chain with its own setting, as log-probabilities."""
+    transition, prior = _decoder_state(model)
+    return [np.log(np.maximum(chain.decode(np.exp(p.heads[n]), p.dialogue, transition, prior, *setting), 1e-12))
+            for n, setting in zip(model.head_names, settings)]
+
+
+def _decoded_combination(model, p: Predictions, weights) -> np.ndarray:
+    """A branchwise model's prediction under the chain: its heads decoded each with its own setting,
+    then combined by Bayes' rule (the order the late-fusion baseline's members take)."""
+    return posterior(_decoded_heads(model, p, _settings(model)), weights, model.log_prior.cpu().numpy()).astype(np.float32)
+
+
+def fit_prediction(model, valid: Predictions) -> tuple[dict | None, dict | None]:
+    """(combination, decoding) chosen on `valid` (the validation split's predictions, with heads for a
+    branchwise model), set on the model, and valid.probs turned into the prediction they give.
+    Branchwise with the chain, each head's setting is chosen on its own posterior first and the
+    combination on the decoded heads: one decoding of the combined posterior gives every head the
+    same chain, which the text head on synthetic-iemocap-noise wants at mix 0.75 and the combination
+    chose 0.5 for (docs/findings.md, 2026-12-05)."""
+    if not (model.branchwise and model.decoder is not None):
+        combination = fit_combination(model, valid) if model.branchwise else None
+        return combination, fit_decoding(model, valid)
+    transition, prior = _decoder_state(model)
+    settings = [chain.choose(np.exp(valid.heads[n]), valid.gold, valid.dialogue, transition, prior)
+                for n in model.head_names]
+    model.decoder.setting.copy_(torch.tensor(settings, dtype=torch.float32))
+    weights = _choose_weights(model, _decoded_heads(model, valid, _settings(model)), valid.gold)
+    valid.undecoded = posterior([valid.heads[n] for n in model.head_names], weights,
+                                model.log_prior.cpu().numpy()).astype(np.float32)
+    valid.probs = _decoded_combination(model, valid, weights)
+    decoding = {n: {"mix": mix, "temperature": t} for n, (mix, t) in zip(model.head_names, _settings(model))}
+    return dict(zip(model.head_names, map(float, weights))), decoding
+
+
+def _choose_weights(model, log_probs: list, gold) -> np.ndarray:
+    """The combination's weights by validation likelihood (maln.combination): text (or the first
+    modality) or the fusion classifier at weight 1, whichever it prefers (text on ties); set on the model."""
+    text = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
+    w = choose_combination(log_probs, gold, model.log_prior.cpu().numpy(), (text, 0))
+    model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
+    return w
 
 
 def fit_combination(model, valid: Predictions) -> dict:
     """Choose a branchwise model's combination of its heads (the fusion classifier, then each
-    modality's) on `valid` (the validation split's predictions, with heads): text (or the first
-    modality) or the fusion classifier at weight 1, whichever the validation likelihood prefers
-    (text on ties); set it on the model, and turn valid.probs into the new combination's.
-    Returns the weights by head name."""
-    names = ("fusion", *model.modalities)
-    log_probs = [valid.heads[n] for n in names]
-    log_prior = model.log_prior.cpu().numpy()
-    text = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
-    w = choose_combination(log_probs, valid.gold, log_prior, (text, 0))
-    model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
-    valid.probs = posterior(log_probs, w, log_prior).astype(np.float32)
+    modality's) on `valid` (the validation split's predictions, with heads), undecoded; set it on
+    the model, and turn valid.probs into the new combination's. Returns the weights by head name."""
+    log_probs = [valid.heads[n] for n in model.head_names]
+    w = _choose_weights(model, log_probs, valid.gold)
+    valid.probs = posterior(log_probs, w, model.log_prior.cpu().numpy()).astype(np.float32)
     if model.decoder is not None:
         valid.undecoded = valid.probs
-    return dict(zip(names, map(float, w)))
+    return dict(zip(model.head_names, map(float, w)))
 
 
 def fit_decoding(model, valid: Predictions) -> dict | None:
@@ -108,9 +155,9 @@ def fit_decoding(model, valid: Predictions) -> dict | None:
     decoded ones. None for a model without a decoder."""
     if model.decoder is None:
         return None
-    transition, prior, *_ = _decoder_state(model)
+    transition, prior = _decoder_state(model)
     mix, temperature = chain.choose(valid.undecoded, valid.gold, valid.dialogue, transition, prior)
-    model.decoder.setting.copy_(torch.tensor([mix, temperature]))
+    model.decoder.setting.copy_(torch.tensor([[mix, temperature]]))
     valid.probs = chain.decode(valid.undecoded, valid.dialogue, transition, prior, mix, temperature)
     return {"mix": mix, "temperature": temperature}
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -179,3 +180,28 @@ def log_result(name: str, metrics: dict, out_dir: Path) -> None:
         log(f"{name}: modality probe accuracy on common features {probes['common_modality_accuracy']:.3f} (chance "
              f"{probes['chance']:.3f}), on specific features {probes['specific_modality_accuracy']:.3f}; emotion probe "
              f"on common features {probes['common_emotion_accuracy']:.3f}")
+
+
+class EpochLog:
+    """A progress bar on a terminal (or when asked), one log line per epoch otherwise."""
+
+    def __init__(self, epochs: int, state: dict, desc: str, progress: bool | None):
+        from tqdm import tqdm
+
+        self.epochs, self.show = epochs, sys.stderr.isatty() if progress is None else progress
+        self.bar = tqdm(total=epochs, initial=state["epoch"], desc=desc, unit="epoch", disable=not self.show,
+                        file=sys.stderr)
+
+    def epoch(self, epoch: int, losses: dict, valid: dict, improved: bool, state: dict, t0: float) -> None:
+        if self.show:
+            self.bar.update(1)
+            self.bar.set_postfix(loss=f"{losses['loss']:.3f}", valid_wf1=f"{100 * valid['weighted_f1']:.1f}",
+                                 best=f"{100 * state['best_score']:.1f}@{state['best_epoch']}")
+            return
+        log(f"epoch {epoch}/{self.epochs} loss {losses['loss']:.4f} (ce {losses['ce']:.3f} uni "
+             f"{losses['unimodal']:.3f} adv {losses['adversarial']:.3f} disc {losses['discriminator']:.3f} "
+             f"orth {losses['orthogonality']:.3f}) valid acc {100 * valid['accuracy']:.2f} wf1 "
+             f"{100 * valid['weighted_f1']:.2f}{' *' if improved else ''} [{time.perf_counter() - t0:.2f}s]")
+
+    def close(self) -> None:
+        self.bar.close()

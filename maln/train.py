@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import platform
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,15 +29,16 @@ from maln.data.prepare import store_dir
 from maln.data.store import Store, load_store
 from maln.devices import Placement, place
 from maln.errors import ConfigError, MalnError
-from maln.inference import autocast, fit_combination, fit_decoding, fit_eraser, head_scores, metrics_of, predict
+from maln.inference import autocast, fit_eraser, fit_prediction, head_scores, metrics_of, predict
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
 from maln.optim import load_state, make_optimizer, without_compiler
 from maln.probes import invariance
 from maln.study import label
-from maln.runs import (RESUME_KEYS, completed, history_row, load_resume_state, log, log_result, remove_checkpoints,
-                       run_dir, save_checkpoint, save_run)
+from maln.teacher import distillation, teachers
+from maln.runs import (RESUME_KEYS, EpochLog, completed, history_row, load_resume_state, log, log_result,
+                       remove_checkpoints, run_dir, save_checkpoint, save_run)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class TrainConfig:
     branch_weight_decay: float
     input_weight_decay: float | None
     label_smoothing: float
+    distill: float
     loss_weights: LossWeights
     class_weights: bool
     grad_clip: float
@@ -108,6 +109,8 @@ class Run:
         self.splits = {s: self.store.dialogues(s) for s in ("train", "valid", "test")}
         if not len(self.splits["valid"]):
             raise MalnError(f"{dataset}: the store has no validation dialogues; model selection needs some")
+        self.teachers = teachers(self.store, self.modalities, params.data["baselines"]["logreg_C"],
+                                 self.device) if self.train_cfg.distill else None
 
     def build_model(self, seed: int) -> MALN:
         torch.manual_seed(seed)
@@ -182,8 +185,7 @@ class Run:
         predictions = self.predict(step, "valid", heads=model.branchwise)
         # this epoch's combination (branchwise), then its decoding (model.decode: chain), from the
         # validation split, as the epoch is
-        combination = fit_combination(model, predictions) if model.branchwise else None
-        decoding = fit_decoding(model, predictions)
+        combination, decoding = fit_prediction(model, predictions)
         valid = metrics_of(predictions, self.store.class_names)
         improved = valid["weighted_f1"] > state["best_score"]
         if improved:
@@ -252,6 +254,10 @@ def train_epoch(run: Run, step, model, batches, optimizer, weights, class_weight
         with autocast(run.device, run.train_cfg.bf16):
             out = step(b.features, b.speakers, b.mask, b.lengths)
         terms = model.loss(out, b.labels, b.mask, weights, class_weights, run.train_cfg.label_smoothing)
+        if run.teachers is not None:
+            heads = out.aux_logits if model.multimodal else {model.modalities[0]: out.logits}
+            terms["distill"] = distillation(run.teachers, heads, b.rows, b.mask)
+            terms["loss"] = terms["loss"] + run.train_cfg.distill * terms["distill"]
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if run.train_cfg.grad_clip:
@@ -262,31 +268,6 @@ def train_epoch(run: Run, step, model, batches, optimizer, weights, class_weight
         for k, v in terms.items():  # stays on the device: one host sync per epoch, below
             sums[k] = sums.get(k, 0) + v.detach().float() * b.n_utterances
     return {k: float(v) / total for k, v in sums.items()}
-
-
-class EpochLog:
-    """A progress bar on a terminal (or when asked), one log line per epoch otherwise."""
-
-    def __init__(self, epochs: int, state: dict, desc: str, progress: bool | None):
-        from tqdm import tqdm
-
-        self.epochs, self.show = epochs, sys.stderr.isatty() if progress is None else progress
-        self.bar = tqdm(total=epochs, initial=state["epoch"], desc=desc, unit="epoch", disable=not self.show,
-                        file=sys.stderr)
-
-    def epoch(self, epoch: int, losses: dict, valid: dict, improved: bool, state: dict, t0: float) -> None:
-        if self.show:
-            self.bar.update(1)
-            self.bar.set_postfix(loss=f"{losses['loss']:.3f}", valid_wf1=f"{100 * valid['weighted_f1']:.1f}",
-                                 best=f"{100 * state['best_score']:.1f}@{state['best_epoch']}")
-            return
-        log(f"epoch {epoch}/{self.epochs} loss {losses['loss']:.4f} (ce {losses['ce']:.3f} uni "
-             f"{losses['unimodal']:.3f} adv {losses['adversarial']:.3f} disc {losses['discriminator']:.3f} "
-             f"orth {losses['orthogonality']:.3f}) valid acc {100 * valid['accuracy']:.2f} wf1 "
-             f"{100 * valid['weighted_f1']:.2f}{' *' if improved else ''} [{time.perf_counter() - t0:.2f}s]")
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def train(params: Params, dataset: str, variant: str, seeds, out: Path | None = None, threads: int | None = None,

@@ -22,7 +22,9 @@ def test_each_step_depends_on_what_its_command_imports_and_not_on_other_commands
     assert {"maln/combination.py", "maln/metrics.py", "maln/model/variants.py", "maln/report/tables.py"} <= set(report)
     assert "maln/train.py" not in report and "maln/report/tables.py" not in train
     assert "maln/train.py" not in data and "maln/data/synthetic.py" in data
-    assert "maln/baselines.py" in deps.files("baseline") and "maln/baselines.py" not in train
+    # training's teachers are the baselines' regressions (maln/teacher.py); the baselines train nothing
+    assert "maln/baselines.py" in deps.files("baseline") and "maln/teacher.py" in train
+    assert "maln/train.py" not in deps.files("baseline") and "maln/teacher.py" not in deps.files("baseline")
 
 
 def test_a_new_import_inside_a_function_is_followed(tmp_path):

@@ -23,7 +23,7 @@ CFG = ModelConfig(width=16, context_hidden={"text": 8, "audio": 6, "visual": 6},
                   sclm_max_positions=64, attention_heads=4, cross_gate=True, fusion="specific", training="joint",
                   amdm_reads="branches", adversary="reversal",
                   discriminator_hidden=16, grl_scale=1.0, dropout=0.1, common_dropout=0.3, fusion_dropout=0.66,
-                  standardize=True, input_dropout=0.0, input_noise=0.0, modality_dropout=0.0, decode="none")
+                  standardize=True, input_dropout=0.0, branch_input_dropout=None, input_noise=0.0, modality_dropout=0.0, decode="none")
 DIMS = {"text": 7, "audio": 5, "visual": 3}
 WEIGHTS = LossWeights(unimodal=0.1, adversarial=0.01, orthogonality=0.05)
 
@@ -535,3 +535,65 @@ def test_decode_none_has_no_decoder_and_predicts_the_undecoded_posteriors(data, 
     assert extra == {"decoder.transition", "decoder.prior", "decoder.setting"}
     q = predict(chained, data, np.arange(len(data.lengths)), 4)  # setting (0, 1) until validation chooses one
     np.testing.assert_array_equal(q.probs, p.probs)
+
+
+@pytest.mark.parametrize("variant", ["full", "text_only"])
+def test_branches_read_their_inputs_undropped_when_branch_input_dropout_is_zero(data, variant):
+    """model.branch_input_dropout: 0: in training the modality branches read the standardised inputs
+    without dropout while the fusion path's keep input_dropout; null: the branches read the fusion
+    path's (dropped) inputs, as before."""
+    from dataclasses import replace
+
+    quiet = replace(CFG, training="branchwise", amdm_reads="features", context_dropout=0.0, dropout=0.0,
+                    common_dropout=0.0, fusion_dropout=0.0, input_dropout=0.9)
+    b = data.batch(np.arange(4))
+
+    def heads(cfg, train):
+        torch.manual_seed(0)
+        model = MALN(DIMS, 7, cfg, VARIANTS[variant]).train(train)
+        torch.manual_seed(1)
+        with torch.no_grad():
+            out = model(b.features, b.speakers, b.mask, b.lengths)
+        return (out.aux_logits["text"] if out.aux_logits else out.logits), out.fused_logits
+
+    own = replace(quiet, branch_input_dropout=0.0)
+    branch_train, fused_train = heads(own, True)
+    branch_eval, fused_eval = heads(own, False)
+    torch.testing.assert_close(branch_train[b.mask], branch_eval[b.mask])
+    shared_train, _ = heads(quiet, True)
+    assert (shared_train[b.mask] - branch_eval[b.mask]).abs().max() > 1e-3
+    if variant == "full":  # the fusion path still reads dropped inputs
+        assert (fused_train[b.mask] - fused_eval[b.mask]).abs().max() > 1e-3
+
+
+def test_a_branchwise_prediction_decodes_each_head_with_its_own_setting_then_combines(data):
+    """model.decode: chain on a branchwise model: each head's posterior is decoded by the chain with its
+    own (mix, temperature), and the decoded heads are combined by Bayes' rule (maln.combination)."""
+    from dataclasses import replace
+
+    from maln import chain
+    from maln.combination import posterior
+    from maln.inference import fit_prediction, predict
+
+    torch.manual_seed(0)
+    model = MALN(DIMS, 7, replace(CFG, training="branchwise", amdm_reads="features", decode="chain"), VARIANTS["full"])
+    prior = np.arange(1, 8) / 28
+    transition = np.full((7, 7), 0.02) + np.eye(7) * 0.86
+    model.set_statistics({m: (np.zeros(d), np.ones(d)) for m, d in DIMS.items()}, prior, transition)
+    assert model.decoder.setting.shape == (4, 2)  # fusion, text, audio, visual
+    settings = [(0.5, 0.75), (0.75, 1.0), (0.0, 1.0), (0.25, 1.5)]
+    model.decoder.setting.copy_(torch.tensor(settings))
+    model.combination.copy_(torch.tensor([0.5, 1.0, 0.25, 0.0]))
+    dialogues = np.arange(len(data.lengths))
+    p = predict(model, data, dialogues, 4)
+    decoded = [np.log(np.maximum(chain.decode(np.exp(p.heads[n]), p.dialogue, transition, prior, *s), 1e-12))
+               for n, s in zip(("fusion", "text", "audio", "visual"), settings)]
+    np.testing.assert_allclose(p.probs, posterior(decoded, [0.5, 1.0, 0.25, 0.0], np.log(prior)), atol=1e-5)
+    # chosen on a split: each head's setting from its own posterior, the weights on the decoded heads
+    combination, decoding = fit_prediction(model, p)
+    for n, (mix, t) in zip(("fusion", "text", "audio", "visual"), model.decoder.setting.tolist()):
+        assert decoding[n] == {"mix": mix, "temperature": t}
+        assert (mix, t) == chain.choose(np.exp(p.heads[n]), p.gold, p.dialogue, transition, prior)
+    assert combination["text"] == 1.0 or combination["fusion"] == 1.0
+    again = predict(model, data, dialogues, 4)
+    np.testing.assert_allclose(again.probs, p.probs, atol=1e-5)

@@ -78,17 +78,20 @@ def test_a_run_leaves_every_output(trained):
     assert re.search(r"epoch 4/4 loss [0-9.]+ .* valid acc [0-9.]+ wf1 [0-9.]+", proc.stderr)  # per-epoch log lines
 
 
-def test_the_prediction_is_the_combination_decoded_by_the_training_splits_emotion_chain(trained, synthetic_project):
-    """model.decode: chain (the recommended configuration): the checkpoint carries the training split's
-    transitions and prior and the (mix, temperature) chosen on validation, and predictions.csv holds
-    the decoded posteriors of the head combination."""
+def test_the_prediction_combines_the_heads_each_decoded_by_the_training_splits_emotion_chain(trained, synthetic_project):
+    """model.decode: chain (the recommended configuration), branchwise: the checkpoint carries the
+    training split's transitions and prior and each head's (mix, temperature) chosen on validation,
+    and predictions.csv holds the combination of the decoded heads."""
     from maln import chain
+    from maln.combination import posterior
     from maln.inference import predict
 
     out, _ = trained
     metrics = json.loads((out / "metrics.json").read_text())
-    setting = (metrics["decoding"]["mix"], metrics["decoding"]["temperature"])
-    assert setting == chain.IDENTITY or (setting[0] in chain.MIXES and setting[1] in chain.TEMPERATURES)
+    names = ("fusion", "text", "audio", "visual")
+    settings = [(metrics["decoding"][n]["mix"], metrics["decoding"][n]["temperature"]) for n in names]
+    for s in settings:
+        assert s == chain.IDENTITY or (s[0] in chain.MIXES and s[1] in chain.TEMPERATURES)
     run = Run(load_params(synthetic_project / "params.yaml", ["train.epochs=4"]), "synthetic-iemocap", "full", threads=1)
     model = run.build_model(0)
     model.load_state_dict(torch.load(out / "model.pt", weights_only=True)["model"])
@@ -96,16 +99,31 @@ def test_the_prediction_is_the_combination_decoded_by_the_training_splits_emotio
     transition = chain.transitions(store.labels, store.offsets, store.dialogues("train"), len(store.class_names))
     np.testing.assert_allclose(model.decoder.transition.numpy(), transition, rtol=1e-6)
     np.testing.assert_allclose(model.decoder.prior.numpy(), store.class_prior, rtol=1e-6)
-    assert tuple(model.decoder.setting.tolist()) == setting
+    assert [tuple(r) for r in model.decoder.setting.tolist()] == settings
+    assert model.combination.tolist() == [metrics["combination"][n] for n in names]
     p = predict(model, run.data, store.dialogues("test"), 8)
     rows = (out / "predictions.csv").read_text().splitlines()[1:]
     np.testing.assert_allclose(np.array([[float(x) for x in r.split(",")[5:]] for r in rows]), p.probs, atol=1e-5)
-    # whatever validation chose for this short run: a chain set by hand decodes through predict exactly
-    model.decoder.setting.copy_(torch.tensor([0.5, 0.75]))
+    # whatever validation chose for this short run: settings set by hand decode through predict exactly
+    by_hand = [(0.5, 0.75), (0.75, 1.0), (0.0, 1.0), (0.25, 1.0)]
+    model.decoder.setting.copy_(torch.tensor(by_hand))
     p = predict(model, run.data, store.dialogues("test"), 8)
-    expected = chain.decode(p.undecoded, p.dialogue, transition, np.asarray(store.class_prior), 0.5, 0.75)
+    decoded = [np.log(np.maximum(chain.decode(np.exp(p.heads[n]), p.dialogue, transition, np.asarray(store.class_prior),
+                                              *s), 1e-12)) for n, s in zip(names, by_hand)]
+    expected = posterior(decoded, model.combination.numpy(), model.log_prior.numpy())
     np.testing.assert_allclose(p.probs, expected, atol=1e-5)
     assert np.abs(p.probs - p.undecoded).max() > 1e-3
+
+
+def test_the_branches_learn_from_their_regressions_as_the_synthetic_budget_says(trained):
+    """train.distill (1 in the synthetic budget): every epoch's loss holds the heads' cross-entropy
+    against their context-free regressions' cross-fitted posteriors, logged in history.csv."""
+    out, _ = trained
+    history = list(csv.DictReader((out / "history.csv").open()))
+    assert [float(h["distill"]) > 0 for h in history] == [True] * 4
+    # three heads' cross-entropies against soft targets over 6 emotions: above 0, under 3 x log 6 by far
+    assert all(float(h["distill"]) < 3 * np.log(6) for h in history)
+    assert json.loads((out / "metrics.json").read_text())["config"]["train"]["distill"] == 1.0
 
 
 def test_evaluate_reproduces_the_stored_test_metrics(trained, synthetic_project):

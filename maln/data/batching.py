@@ -29,6 +29,7 @@ class Batch:
     labels: torch.Tensor  # [B, T], IGNORE on padding
     mask: torch.Tensor  # [B, T] bool, True on real utterances
     lengths: torch.Tensor  # [B] int64 on the CPU (what pack_padded_sequence wants)
+    rows: torch.Tensor  # [B, T]: each position's utterance in store order, 0 on padding
 
     @property
     def n_utterances(self) -> int:
@@ -61,6 +62,7 @@ class DeviceData:
             labels=torch.where(mask, self.labels[rows], IGNORE),
             mask=mask,
             lengths=torch.from_numpy(lengths.astype(np.int64)),
+            rows=rows,
         )
 
     def training_batches(self, dialogues: np.ndarray, batch_size: int, rng: np.random.Generator) -> list:

@@ -39,6 +39,7 @@ class ModelConfig:
     fusion_dropout: float
     standardize: bool
     input_dropout: float
+    branch_input_dropout: float | None  # None: the branches read the fusion path's (dropped) inputs
     input_noise: float
     modality_dropout: float
     decode: str  # none | chain: the prediction decoded by the training split's emotion chain (maln/chain.py)
@@ -77,6 +78,7 @@ class ModelConfig:
             fusion_dropout=d["fusion_dropout"],
             standardize=d["standardize"],
             input_dropout=d["input_dropout"],
+            branch_input_dropout=d["branch_input_dropout"],
             input_noise=d["input_noise"],
             modality_dropout=d["modality_dropout"],
             decode=d["decode"],

@@ -68,13 +68,15 @@ class Standardize(nn.Module):
 class ChainDecoder(nn.Module):
     """What maln.chain needs to decode this model's predictions, saved with its weights: the training
     split's emotion transitions and class prior, and the (mix, temperature) chosen on validation
-    (inference.fit_decoding; (0, 1), no decoding, until then)."""
+    (inference.fit_prediction; (0, 1), no decoding, until then), one row per decoded posterior: the
+    prediction's, or for a branchwise model each head's (the fusion classifier's, then each
+    modality's), decoded before they are combined."""
 
-    def __init__(self, n_classes: int):
+    def __init__(self, n_classes: int, n_decoded: int = 1):
         super().__init__()
         self.register_buffer("transition", torch.full((n_classes, n_classes), 1.0 / n_classes))
         self.register_buffer("prior", torch.full((n_classes,), 1.0 / n_classes))
-        self.register_buffer("setting", torch.tensor([0.0, 1.0]))
+        self.register_buffer("setting", torch.tensor([[0.0, 1.0]] * n_decoded))
 
 
 class MALN(nn.Module):
@@ -87,6 +89,9 @@ class MALN(nn.Module):
         hidden = {m: cfg.context_hidden[m] for m in self.modalities}
         self.standardize = nn.ModuleDict({m: Standardize(dims[m]) for m in self.modalities}) if cfg.standardize else None
         self.input_dropout = Dropout(cfg.input_dropout)
+        # model.branch_input_dropout: the branches' own input dropout (no module draws at 0), or None
+        p = cfg.branch_input_dropout
+        self.branch_dropout = None if p is None else Dropout(p) if p > 0 else nn.Identity()
         self.input_noise = cfg.input_noise
         self.context = nn.ModuleDict({
             m: ContextEncoder(dims[m], hidden[m], cfg.context_layers, cfg.context_dropout) for m in self.modalities
@@ -131,7 +136,14 @@ class MALN(nn.Module):
             fused_width = in_widths[self.modalities[0]]
         self.classifier = EmotionClassifier(fused_width, w, n_classes, cfg.fusion_dropout)
         # model.decode: chain: predictions decoded by the emotion chain (maln/chain.py, inference.predict)
-        self.decoder = ChainDecoder(n_classes) if cfg.decode == "chain" else None
+        self.decoder = ChainDecoder(n_classes, len(self.head_names) if self.branchwise else 1) \
+            if cfg.decode == "chain" else None
+
+    @property
+    def head_names(self) -> tuple:
+        """A multimodal model's classifiers, in the order of `combination`: the fusion classifier's,
+        then each modality's."""
+        return ("fusion", *self.modalities)
 
     def set_statistics(self, statistics: dict, class_prior=None, transition=None) -> None:
         """Per-feature (mean, std) of each modality over the training split (Store.standardization),
@@ -149,19 +161,27 @@ class MALN(nn.Module):
                 self.standardize[m].std.copy_(torch.from_numpy(np.array(std, dtype=np.float32)))
 
     def prepare_inputs(self, features: dict, mask: torch.Tensor) -> dict:
-        """Standardised features, zero on padding; in training, dropout on them and whole modalities of
-        a dialogue zeroed with probability modality_dropout (never all of them)."""
-        keep = mask[..., None]
-        if self.standardize is not None:
-            features = {m: self.standardize[m](features[m]) * keep for m in self.modalities}
+        """What the fusion path reads: standardised features, zero on padding; in training, dropout on
+        them, any input noise, and whole modalities of a dialogue zeroed with probability
+        modality_dropout (never all of them)."""
+        return self.perturbed(self.standardized(features, mask), mask)
+
+    def perturbed(self, features: dict, mask: torch.Tensor) -> dict:
         features = {m: self.input_dropout(features[m]) for m in self.modalities}
         if self.training and self.input_noise > 0:
+            keep = mask[..., None]
             features = {m: f + self.input_noise * torch.randn_like(f) * keep for m, f in features.items()}
         if self.training and self.modality_dropout > 0:
             on = torch.rand(mask.shape[0], len(self.modalities), device=mask.device) >= self.modality_dropout
             on |= ~on.any(1, keepdim=True)
             features = {m: features[m] * on[:, i, None, None].to(features[m].dtype) for i, m in enumerate(self.modalities)}
         return features
+
+    def standardized(self, features: dict, mask: torch.Tensor) -> dict:
+        if self.standardize is None:
+            return features
+        keep = mask[..., None]
+        return {m: self.standardize[m](features[m]) * keep for m in self.modalities}
 
     def decompose(self, features: dict, speakers: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> None:
         """AMDM's pass alone, for the eraser's refit (inference.fit_eraser): on the features AMDM needs
@@ -172,12 +192,17 @@ class MALN(nn.Module):
             self(features, speakers, mask, lengths)
 
     def forward(self, features: dict, speakers: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> MALNOutput:
-        features = self.prepare_inputs(features, mask)
+        if self.branch_dropout is None:  # the branches read what the fusion path reads
+            features = branch_in = self.prepare_inputs(features, mask)
+        else:  # the fusion path's inputs drawn first, so its random stream is the same with or without
+            standardized = self.standardized(features, mask)
+            features = self.perturbed(standardized, mask) if self.multimodal else None
+            branch_in = {m: self.branch_dropout(x) for m, x in standardized.items()}
         h = {}
         for m in self.modalities:
-            context = self.context[m](features[m], lengths)
+            context = self.context[m](branch_in[m], lengths)
             if self.sclm is not None:
-                sclm = self.sclm[m](context if self.sclm_reads_context else features[m], speakers, mask)
+                sclm = self.sclm[m](context if self.sclm_reads_context else branch_in[m], speakers, mask)
                 context = torch.cat([context, sclm], dim=-1)
             h[m] = context
         if not self.multimodal:

@@ -1,0 +1,76 @@
+"""train.distill's teachers (maln/teacher.py): cross-fitted, and the loss they give."""
+
+import numpy as np
+import pytest
+import torch
+
+from builders import dialogues, raw_tuple, write_pickle
+from maln.baselines import BASELINES, classifier, features_of
+from maln.data import readers
+from maln.data.store import load_store, write_store
+from maln.teacher import FOLD_SEED, FOLDS, distillation, teachers
+
+DIMS = {"text": 6, "audio": 4, "visual": 3}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """40 dialogues of 4..10 utterances whose text carries the label (a class prototype plus noise)."""
+    tmp = tmp_path_factory.mktemp("teacher")
+    dlg = dialogues(n=40, dims=DIMS, parties=3, length=(4, 10), n_classes=4)
+    prototypes = np.random.default_rng(1).normal(size=(4, DIMS["text"])).astype(np.float32)
+    for d in dlg.values():
+        d["features"]["text"] = d["features"]["text"] + 1.5 * prototypes[d["labels"]]
+    path = write_pickle(tmp / "f.pkl", raw_tuple("mmgcn-meld", dlg))
+    write_store(readers.read("mmgcn-meld", {"main": path}), tmp / "store", "t", 0.2, [])
+    return load_store(tmp / "store")
+
+
+def _rows(store, dialogues):
+    return np.concatenate([np.arange(store.offsets[i], store.offsets[i + 1]) for i in dialogues])
+
+
+def test_each_training_fold_is_taught_by_a_regression_that_never_saw_it(store):
+    grid = [0.01, 1.0]
+    t = teachers(store, ["text", "audio"], grid, torch.device("cpu"))
+    train = store.dialogues("train")
+    folds = np.random.default_rng(FOLD_SEED).permutation(len(train)) % FOLDS
+    labels = np.asarray(store.labels)
+    for m in ("text", "audio"):
+        assert t[m].shape == (len(labels), len(store.class_names))
+        for f in range(FOLDS):
+            held, rest = _rows(store, train[folds == f]), _rows(store, train[folds != f])
+            # one of the grid's strengths, fitted on the other folds, gives exactly these posteriors
+            fits = [classifier(BASELINES[f"logreg_{m}"], C).fit(features_of(store, (m,), rest), labels[rest])
+                    for C in grid]
+            got = t[m][torch.from_numpy(held)].numpy()
+            # (the layout names 7 emotions, the labels use 4: the others' columns stay at 1e-12 before normalising)
+            assert min(np.abs(fit.predict_proba(features_of(store, (m,), held)) - got[:, fit.classes_]).max()
+                       for fit in fits) < 1e-5
+        # not what a regression fitted on every training utterance, these ones included, would say
+        every = _rows(store, train)
+        insample = [classifier(BASELINES[f"logreg_{m}"], C).fit(features_of(store, (m,), every), labels[every])
+                    for C in grid]
+        got = t[m][torch.from_numpy(every)].numpy()
+        assert min(np.abs(fit.predict_proba(features_of(store, (m,), every)) - got[:, fit.classes_]).max()
+                   for fit in insample) > 1e-3
+        others = _rows(store, np.concatenate([store.dialogues("valid"), store.dialogues("test")]))
+        np.testing.assert_allclose(t[m][torch.from_numpy(others)].numpy(), 1 / len(store.class_names))
+    # text carries the label: its teacher puts more mass on the gold emotion than audio's does
+    train_rows = torch.from_numpy(_rows(store, train))
+    gold = torch.from_numpy(labels[train_rows.numpy()])
+    assert t["text"][train_rows, gold].mean() > t["audio"][train_rows, gold].mean() + 0.1
+
+
+def test_distillation_is_each_heads_cross_entropy_against_its_teacher_over_real_utterances():
+    rng = np.random.default_rng(0)
+    teacher = {m: torch.from_numpy(rng.dirichlet([1.0] * 5, 30).astype(np.float32)) for m in ("text", "audio")}
+    heads = {m: torch.from_numpy(rng.normal(size=(2, 4, 5)).astype(np.float32)) for m in teacher}
+    rows = torch.tensor([[3, 7, 8, 0], [12, 13, 0, 0]])
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    by_hand = 0.0
+    for m in teacher:
+        terms = [-(teacher[m][rows[i, j]] * torch.log_softmax(heads[m][i, j], -1)).sum()
+                 for i in range(2) for j in range(4) if mask[i, j]]
+        by_hand += sum(terms) / len(terms)
+    torch.testing.assert_close(distillation(teacher, heads, rows, mask), by_hand)
