@@ -57,8 +57,10 @@ def scores(stem: str, dataset: str, seeds: int, params) -> dict:
         model = run.build_model(seed)
         state = torch.load(REPO / "results/experiments" / stem / dataset / "full" / f"seed{seed}" / "model.pt",
                            weights_only=True)["model"]
-        state.pop("decoder.setting")
-        model.load_state_dict(state, strict=False)
+        state.pop("decoder.setting")  # its shape is this code's; the rules below choose their own
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if missing != ["decoder.setting"] or unexpected:
+            raise SystemExit(f"{stem}/{dataset}/seed{seed}: the weights do not fit this model ({missing}, {unexpected})")
         p = predict(model, run.data, run.splits["valid"], 8, heads=True)
         heads = [p.heads[n] for n in model.head_names]
         transition, prior = model.decoder.transition.double().numpy(), model.decoder.prior.double().numpy()

@@ -288,5 +288,8 @@ def effective_config(params: Params, dataset: str, variant: str, seed: int, conf
     parameters."""
     configuration = configuration or params.data["configuration"]
     model, train = params.run_config(dataset, configuration)
-    return {"dataset": dataset, "configuration": configuration, "variant": variant, "seed": seed, "model": model,
-            "train": train}
+    run = {"dataset": dataset, "configuration": configuration, "variant": variant, "seed": seed, "model": model,
+           "train": train}
+    if train["distill"]:  # the teachers' regressions take their strength from the baselines' grid (maln/teacher.py)
+        run["teacher_C"] = list(params.data["baselines"]["logreg_C"])
+    return run

@@ -140,7 +140,8 @@ def _choose_weights(model, log_probs: list, gold) -> np.ndarray:
 def fit_combination(model, valid: Predictions) -> dict:
     """Choose a branchwise model's combination of its heads (the fusion classifier, then each
     modality's) on `valid` (the validation split's predictions, with heads), undecoded; set it on
-    the model, and turn valid.probs into the new combination's. Returns the weights by head name."""
+    the model, and turn valid.probs into the new combination's. Returns the weights by head name.
+    Training goes through fit_prediction, which decodes the heads first under the chain."""
     log_probs = [valid.heads[n] for n in model.head_names]
     w = _choose_weights(model, log_probs, valid.gold)
     valid.probs = posterior(log_probs, w, model.log_prior.cpu().numpy()).astype(np.float32)

@@ -2,7 +2,7 @@
 as well as from the labels.
 
 The teacher of modality m is the study's `logreg_<m>` baseline (maln/baselines.py: the standardised
-features of one utterance, L2 strength by validation WF1). Its posteriors on the training utterances
+features of one utterance, L2 strength by validation WF1), solved in torch (Regression). Its posteriors on the training utterances
 are cross-fitted: the training dialogues fall into FOLDS folds, and each fold's posteriors come from
 a regression fitted, at that strength, on the other folds, so no utterance's target comes from a
 fit that saw its label (a teacher fitted on all of them would hand its memorisation on). The loss
@@ -19,12 +19,62 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from maln.baselines import BASELINES, choose, classifier, features_of, split_rows
+from maln.baselines import LOGREG_MAX_ITER, features_of, split_rows
 from maln.data.store import Store
+from maln.errors import ConfigError
+from maln.metrics import classification_metrics
 
 FOLDS = 5
 FOLD_SEED = 0  # the folds' draw: fixed, so every seed's run learns from the same targets
+
+
+class Regression:
+    """The baselines' regression, scikit-learn's LogisticRegression(C) (multinomial, L2 on the weights
+    and not the intercept: mean CE + |W|^2 / (2 C n)), solved by torch's L-BFGS in float64: training
+    does not import scikit-learn and SciPy, which hold 100 MB more than torch alone (the CLI's bound
+    is 400 MB). Its posteriors agree with scikit-learn's to a few 1e-3 (tests/test_teacher.py)."""
+
+    def __init__(self, C: float):
+        self.C = C
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "Regression":
+        self.classes_ = np.unique(y)
+        xt, target = torch.from_numpy(x), torch.from_numpy(np.searchsorted(self.classes_, y))
+        w = torch.zeros(x.shape[1], len(self.classes_), dtype=torch.float64, requires_grad=True)
+        b = torch.zeros(len(self.classes_), dtype=torch.float64, requires_grad=True)
+        opt = torch.optim.LBFGS([w, b], lr=1, max_iter=LOGREG_MAX_ITER, tolerance_grad=1e-7, tolerance_change=1e-12,
+                                line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = F.cross_entropy(xt @ w + b, target) + (w * w).sum() / (2 * self.C * len(y))
+            loss.backward()
+            return loss
+
+        opt.step(closure)
+        self.w, self.b = w.detach(), b.detach()
+        return self
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return torch.softmax(torch.from_numpy(x) @ self.w + self.b, -1).numpy()
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return self.classes_[self.predict_proba(x).argmax(1)]
+
+
+def choose(x: dict, labels: dict, names, grid) -> float:
+    """The C of `grid` whose fit on x["train"] scores the highest validation WF1, tried from the
+    strongest regularisation, which wins ties: the baselines' rule (maln.baselines.choose)."""
+    best = None
+    for C in sorted(grid):
+        pred = Regression(C).fit(x["train"], labels["train"]).predict(x["valid"])
+        score = classification_metrics(labels["valid"], pred, names)["weighted_f1"]
+        if best is None or score > best[0]:
+            best = (score, C)
+    return best[1]
 
 
 def _dialogue_rows(store: Store, dialogues: np.ndarray) -> np.ndarray:
@@ -33,28 +83,48 @@ def _dialogue_rows(store: Store, dialogues: np.ndarray) -> np.ndarray:
 
 def teachers(store: Store, modalities, grid, device) -> dict:
     """modality -> [utterances, classes] float32 on `device`: each training utterance's cross-fitted
-    posteriors (store order); other splits' rows uniform (never read). `grid`: the regressions' C."""
-    from threadpoolctl import threadpool_limits
-
+    posteriors (store order); other splits' rows uniform (never read). `grid`: the regressions' C.
+    Fewer folds than FOLDS when there are fewer training dialogues."""
     names, labels = store.class_names, np.asarray(store.labels)
     train = store.dialogues("train")
-    folds = np.random.default_rng(FOLD_SEED).permutation(len(train)) % FOLDS
+    n_folds = min(FOLDS, len(train))
+    if n_folds < 2:
+        raise ConfigError(f"train.distill cross-fits its teachers over the training dialogues, and the store has "
+                          f"{len(train)}; set train.distill=0")
+    folds = np.random.default_rng(FOLD_SEED).permutation(len(train)) % n_folds
     rows = {s: split_rows(store, s) for s in ("train", "valid")}
     out = {}
-    with threadpool_limits(1):  # small problems: one BLAS thread is several times faster than many
-        for m in modalities:
-            baseline = BASELINES[f"logreg_{m}"]
-            x = {s: features_of(store, (m,), r) for s, r in rows.items()}
-            C, _ = choose(baseline, x, {s: labels[r] for s, r in rows.items()}, names, grid)
-            probs = np.full((len(labels), len(names)), 1.0 / len(names))
-            for f in range(FOLDS):
-                fit_rows, held = _dialogue_rows(store, train[folds != f]), _dialogue_rows(store, train[folds == f])
-                model = classifier(baseline, C).fit(features_of(store, (m,), fit_rows), labels[fit_rows])
-                p = np.full((len(held), len(names)), 1e-12)
+    for m in modalities:
+        x = {s: features_of(store, (m,), r) for s, r in rows.items()}
+        C = choose(x, {s: labels[r] for s, r in rows.items()}, names, grid)
+        probs = np.full((len(labels), len(names)), 1.0 / len(names))
+        for f in range(n_folds):
+            fit_rows, held = _dialogue_rows(store, train[folds != f]), _dialogue_rows(store, train[folds == f])
+            p = np.full((len(held), len(names)), 1e-12)
+            if len(np.unique(labels[fit_rows])) < 2:  # one emotion in the other folds: what a fit would say
+                p[:, labels[fit_rows][0]] = 1.0
+            else:
+                model = Regression(C).fit(features_of(store, (m,), fit_rows), labels[fit_rows])
                 p[:, model.classes_] = model.predict_proba(features_of(store, (m,), held))
-                probs[held] = p / p.sum(1, keepdims=True)
-            out[m] = torch.tensor(probs, dtype=torch.float32, device=device)
+            probs[held] = p / p.sum(1, keepdims=True)
+        out[m] = torch.tensor(probs, dtype=torch.float32, device=device)
     return out
+
+
+class Teachers:
+    """A run's teachers: checked when the run is set up, fitted once when a seed first trains (not for
+    runs that are complete already); `fit()` is None without train.distill."""
+
+    def __init__(self, store: Store, modalities, grid, device, distill: float, training: str):
+        if distill and len(modalities) > 1 and training != "branchwise":
+            raise ConfigError("train.distill needs model.training: branchwise (jointly, the auxiliary classifiers "
+                              "read AMDM's common features, which the teachers would pull apart); set train.distill=0")
+        self.args, self.distill, self.fitted = (store, modalities, grid, device), distill, None
+
+    def fit(self) -> dict | None:
+        if self.distill and self.fitted is None:
+            self.fitted = teachers(*self.args)
+        return self.fitted
 
 
 def distillation(teacher: dict, heads: dict, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ from maln.model.variants import get as get_variant
 from maln.optim import load_state, make_optimizer, without_compiler
 from maln.probes import invariance
 from maln.study import label
-from maln.teacher import distillation, teachers
+from maln.teacher import Teachers, distillation
 from maln.runs import (RESUME_KEYS, EpochLog, completed, history_row, load_resume_state, log, log_result,
                        remove_checkpoints, run_dir, save_checkpoint, save_run)
 
@@ -109,8 +109,8 @@ class Run:
         self.splits = {s: self.store.dialogues(s) for s in ("train", "valid", "test")}
         if not len(self.splits["valid"]):
             raise MalnError(f"{dataset}: the store has no validation dialogues; model selection needs some")
-        self.teachers = teachers(self.store, self.modalities, params.data["baselines"]["logreg_C"],
-                                 self.device) if self.train_cfg.distill else None
+        self.teachers = Teachers(self.store, self.modalities, self.params.data["baselines"]["logreg_C"], self.device,
+                                 self.train_cfg.distill, self.model_cfg.training)  # fitted when a seed first trains
 
     def build_model(self, seed: int) -> MALN:
         torch.manual_seed(seed)
@@ -133,6 +133,7 @@ class Run:
             return done
         out_dir.mkdir(parents=True, exist_ok=True)
         started = time.time()
+        self.teachers.fit()
         model, optimizer, state = start(self, seed, out_dir, config_hash, name)
         step = torch.compile(model) if cfg.compile and self.device.type == "cuda" else model
         n_params = sum(p.numel() for p in model.parameters())
@@ -254,9 +255,9 @@ def train_epoch(run: Run, step, model, batches, optimizer, weights, class_weight
         with autocast(run.device, run.train_cfg.bf16):
             out = step(b.features, b.speakers, b.mask, b.lengths)
         terms = model.loss(out, b.labels, b.mask, weights, class_weights, run.train_cfg.label_smoothing)
-        if run.teachers is not None:
+        if run.train_cfg.distill:
             heads = out.aux_logits if model.multimodal else {model.modalities[0]: out.logits}
-            terms["distill"] = distillation(run.teachers, heads, b.rows, b.mask)
+            terms["distill"] = distillation(run.teachers.fit(), heads, b.rows, b.mask)
             terms["loss"] = terms["loss"] + run.train_cfg.distill * terms["distill"]
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()

@@ -277,3 +277,14 @@ def test_study_rows_that_leave_a_dataset_nothing_to_train_are_refused_and_null_m
         cells(narrow)
     params = load_params(REPO / "params.yaml", ["study.rows={synthetic-meld: null}"]).data
     assert len(dataset_labels(params, "synthetic-meld")) == len(params["study"]["configurations"]) * len(params["study"]["variants"])
+
+
+def test_a_runs_identity_holds_the_teachers_grid_when_it_has_teachers():
+    """train.distill reads baselines.logreg_C (maln/teacher.py): a run with teachers changes when that
+    grid does (its config hash reruns the job); one without does not."""
+    shipped = REPO / "params.yaml"
+    taught = effective_config(load_params(shipped), "synthetic-meld", "full", 0)
+    assert taught["train"]["distill"] == 1.0 and taught["teacher_C"] == load_params(shipped).data["baselines"]["logreg_C"]
+    other = effective_config(load_params(shipped, ["baselines.logreg_C=[0.1, 1.0]"]), "synthetic-meld", "full", 0)
+    assert other["teacher_C"] == [0.1, 1.0]
+    assert "teacher_C" not in effective_config(load_params(shipped), "synthetic-meld", "full", 0, "paper")

@@ -594,6 +594,9 @@ def test_a_branchwise_prediction_decodes_each_head_with_its_own_setting_then_com
     for n, (mix, t) in zip(("fusion", "text", "audio", "visual"), model.decoder.setting.tolist()):
         assert decoding[n] == {"mix": mix, "temperature": t}
         assert (mix, t) == chain.choose(np.exp(p.heads[n]), p.gold, p.dialogue, transition, prior)
-    assert combination["text"] == 1.0 or combination["fusion"] == 1.0
-    again = predict(model, data, dialogues, 4)
+    assert model.combination.tolist() == [combination[n] for n in ("fusion", "text", "audio", "visual")]
+    chosen = [np.log(np.maximum(chain.decode(np.exp(p.heads[n]), p.dialogue, transition, prior, mix, t), 1e-12))
+              for n, (mix, t) in zip(("fusion", "text", "audio", "visual"), model.decoder.setting.tolist())]
+    np.testing.assert_allclose(p.probs, posterior(chosen, model.combination.numpy(), np.log(prior)), atol=1e-5)
+    again = predict(model, data, dialogues, 4)  # what the model predicts with what was chosen: the same
     np.testing.assert_allclose(again.probs, p.probs, atol=1e-5)

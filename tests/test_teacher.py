@@ -5,10 +5,10 @@ import pytest
 import torch
 
 from builders import dialogues, raw_tuple, write_pickle
-from maln.baselines import BASELINES, classifier, features_of
+from maln.baselines import BASELINES, classifier, features_of, fit
 from maln.data import readers
 from maln.data.store import load_store, write_store
-from maln.teacher import FOLD_SEED, FOLDS, distillation, teachers
+from maln.teacher import FOLD_SEED, FOLDS, Regression, distillation, teachers
 
 DIMS = {"text": 6, "audio": 4, "visual": 3}
 
@@ -38,19 +38,18 @@ def test_each_training_fold_is_taught_by_a_regression_that_never_saw_it(store):
     labels = np.asarray(store.labels)
     for m in ("text", "audio"):
         assert t[m].shape == (len(labels), len(store.class_names))
+        C = fit(store, BASELINES[f"logreg_{m}"], grid)["C"]  # the strength the study's logreg_<m> chose
         for f in range(FOLDS):
             held, rest = _rows(store, train[folds == f]), _rows(store, train[folds != f])
-            # one of the grid's strengths, fitted on the other folds, gives exactly these posteriors
-            fits = [classifier(BASELINES[f"logreg_{m}"], C).fit(features_of(store, (m,), rest), labels[rest])
-                    for C in grid]
+            # the regression at that strength, fitted on the other folds, gives exactly these posteriors
+            model = Regression(C).fit(features_of(store, (m,), rest), labels[rest])
             got = t[m][torch.from_numpy(held)].numpy()
             # (the layout names 7 emotions, the labels use 4: the others' columns stay at 1e-12 before normalising)
-            assert min(np.abs(fit.predict_proba(features_of(store, (m,), held)) - got[:, fit.classes_]).max()
-                       for fit in fits) < 1e-5
+            np.testing.assert_allclose(model.predict_proba(features_of(store, (m,), held)), got[:, model.classes_],
+                                       atol=1e-5)
         # not what a regression fitted on every training utterance, these ones included, would say
         every = _rows(store, train)
-        insample = [classifier(BASELINES[f"logreg_{m}"], C).fit(features_of(store, (m,), every), labels[every])
-                    for C in grid]
+        insample = [Regression(C).fit(features_of(store, (m,), every), labels[every]) for C in grid]
         got = t[m][torch.from_numpy(every)].numpy()
         assert min(np.abs(fit.predict_proba(features_of(store, (m,), every)) - got[:, fit.classes_]).max()
                    for fit in insample) > 1e-3
@@ -74,3 +73,15 @@ def test_distillation_is_each_heads_cross_entropy_against_its_teacher_over_real_
                  for i in range(2) for j in range(4) if mask[i, j]]
         by_hand += sum(terms) / len(terms)
     torch.testing.assert_close(distillation(teacher, heads, rows, mask), by_hand)
+
+
+@pytest.mark.parametrize("C", [0.01, 1.0])
+def test_the_teachers_regression_is_the_baselines_solved_in_torch(store, C):
+    """Regression: scikit-learn's LogisticRegression(C) (the baselines' model), the same objective
+    solved by torch's L-BFGS, so that training need not import scikit-learn."""
+    rows = np.concatenate([np.arange(store.offsets[i], store.offsets[i + 1]) for i in store.dialogues("train")])
+    x, y = features_of(store, ("text",), rows), np.asarray(store.labels)[rows]
+    ours, theirs = Regression(C).fit(x, y), classifier(BASELINES["logreg_text"], C).fit(x, y)
+    np.testing.assert_array_equal(ours.classes_, theirs.classes_)
+    np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x), atol=5e-3)
+    assert (ours.predict(x) == theirs.predict(x)).mean() > 0.99

@@ -115,6 +115,20 @@ def test_the_prediction_combines_the_heads_each_decoded_by_the_training_splits_e
     assert np.abs(p.probs - p.undecoded).max() > 1e-3
 
 
+def test_distillation_is_refused_where_the_auxiliary_heads_read_the_common_features(synthetic_project):
+    """Joint training: the auxiliary classifiers read AMDM's common features, which a modality's
+    teacher would pull towards that modality; train.distill must be 0 there (the paper's configuration)."""
+    from maln.errors import ConfigError
+
+    joint = ["model.training=joint", "model.amdm_reads=branches"]
+    with pytest.raises(ConfigError, match="train.distill needs model.training: branchwise"):
+        Run(load_params(synthetic_project / "params.yaml", joint), "synthetic-iemocap", "full", threads=1)
+    assert Run(load_params(synthetic_project / "params.yaml", [*joint, "train.distill=0"]), "synthetic-iemocap",
+               "full", threads=1).teachers.fit() is None
+    # a single modality's classifier reads its branch whatever the training
+    assert Run(load_params(synthetic_project / "params.yaml", joint), "synthetic-iemocap", "text_only", threads=1)
+
+
 def test_the_branches_learn_from_their_regressions_as_the_synthetic_budget_says(trained):
     """train.distill (1 in the synthetic budget): every epoch's loss holds the heads' cross-entropy
     against their context-free regressions' cross-fitted posteriors, logged in history.csv."""

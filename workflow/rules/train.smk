@@ -26,7 +26,7 @@ for _chunk in seed_chunks(config):
             **_RESOURCES,
         params:
             maln=MALN,
-            sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train"),
+            sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train", "baselines.logreg_C"),
             seeds=" ".join(map(str, _chunk)),
             config=train_config(_chunk),
             variant=variant_of,
@@ -59,7 +59,7 @@ rule train_sweep:
     params:
         maln=MALN,
         variant=SWEEP_VARIANT,
-        sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train"),
+        sets=sets("datasets.{dataset}", "budgets", "configurations", "model", "train", "baselines.logreg_C"),
         config=sweep_config,
     shell:
         "{params.maln} train --dataset {wildcards.dataset} --variant {params.variant} --seed {wildcards.seed} "
