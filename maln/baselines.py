@@ -75,7 +75,12 @@ BASELINES = {
 
 
 def split_rows(store: Store, split: str) -> np.ndarray:
-    d = store.dialogues(split)
+    return dialogue_rows(store, store.dialogues(split))
+
+
+def dialogue_rows(store: Store, dialogues) -> np.ndarray:
+    """The store rows of `dialogues`' utterances, dialogue by dialogue."""
+    d = dialogues
     return np.concatenate([np.arange(store.offsets[i], store.offsets[i + 1]) for i in d]) if len(d) else np.zeros(0, int)
 
 

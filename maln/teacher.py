@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from maln.baselines import LOGREG_MAX_ITER, features_of, split_rows
+from maln.baselines import LOGREG_MAX_ITER, dialogue_rows, features_of, split_rows
 from maln.data.store import Store
 from maln.errors import ConfigError
 from maln.metrics import classification_metrics
@@ -67,7 +67,8 @@ class Regression:
 
 def choose(x: dict, labels: dict, names, grid) -> float:
     """The C of `grid` whose fit on x["train"] scores the highest validation WF1, tried from the
-    strongest regularisation, which wins ties: the baselines' rule (maln.baselines.choose)."""
+    strongest regularisation, which wins ties: the baselines' rule (maln.baselines.choose), written
+    again for Regression because that one imports scikit-learn."""
     best = None
     for C in sorted(grid):
         pred = Regression(C).fit(x["train"], labels["train"]).predict(x["valid"])
@@ -75,10 +76,6 @@ def choose(x: dict, labels: dict, names, grid) -> float:
         if best is None or score > best[0]:
             best = (score, C)
     return best[1]
-
-
-def _dialogue_rows(store: Store, dialogues: np.ndarray) -> np.ndarray:
-    return np.concatenate([np.arange(store.offsets[i], store.offsets[i + 1]) for i in dialogues])
 
 
 def teachers(store: Store, modalities, grid, device) -> dict:
@@ -99,7 +96,7 @@ def teachers(store: Store, modalities, grid, device) -> dict:
         C = choose(x, {s: labels[r] for s, r in rows.items()}, names, grid)
         probs = np.full((len(labels), len(names)), 1.0 / len(names))
         for f in range(n_folds):
-            fit_rows, held = _dialogue_rows(store, train[folds != f]), _dialogue_rows(store, train[folds == f])
+            fit_rows, held = dialogue_rows(store, train[folds != f]), dialogue_rows(store, train[folds == f])
             p = np.full((len(held), len(names)), 1e-12)
             if len(np.unique(labels[fit_rows])) < 2:  # one emotion in the other folds: what a fit would say
                 p[:, labels[fit_rows][0]] = 1.0
