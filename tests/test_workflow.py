@@ -317,3 +317,22 @@ def test_seeds_grouped_in_one_job_give_the_same_runs_as_one_job_per_seed(study, 
             assert ma == mb
         elif rel.suffix == ".csv" and rel.name != "history.csv":
             assert a.read_bytes() == b.read_bytes(), rel
+
+
+@pytest.mark.parametrize("configfile", ["benchmarks/heldout.yaml", "benchmarks/heldout-meld-500.yaml", "benchmarks/heldout-b.yaml"])
+def test_the_held_out_benchmarks_are_planned_from_their_config_file_and_are_not_in_the_study(tmp_path, configfile):
+    """benchmarks/heldout*.yaml (docs/findings.md, 2026-12-05): registry entries and a study merged over
+    params.yaml by `--configfile`. Held out means the shipped study never trains them; the file alone
+    must make Snakemake plan each one's oracle and its recommended rows, and nothing of the study's."""
+    import yaml
+
+    root = copy_repo(tmp_path / "heldout")
+    extra = yaml.safe_load((root / configfile).read_text())
+    shipped = yaml.safe_load((root / "params.yaml").read_text())
+    assert set(extra["datasets"]).isdisjoint(shipped["datasets"])
+    assert set(extra["study"]["datasets"]) == set(extra["datasets"])
+    out = snakemake(root, "-n", "-p", "--cores", "1", "--configfile", configfile)
+    text = out.stdout + out.stderr
+    for name in extra["datasets"]:
+        assert f"data/raw/{name}.oracle.npz" in text and f"results/runs/{name}/full/seed2/metrics.json" in text
+    assert "results/runs/synthetic-" not in text and "/paper/" not in text
