@@ -290,6 +290,6 @@ def effective_config(params: Params, dataset: str, variant: str, seed: int, conf
     model, train = params.run_config(dataset, configuration)
     run = {"dataset": dataset, "configuration": configuration, "variant": variant, "seed": seed, "model": model,
            "train": train}
-    if train["distill"]:  # the teachers' regressions take their strength from the baselines' grid (maln/teacher.py)
+    if train["distill"] or model["linear_head"]:  # their regressions take C from the baselines' grid (maln/teacher.py)
         run["teacher_C"] = list(params.data["baselines"]["logreg_C"])
     return run

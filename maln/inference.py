@@ -64,7 +64,8 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
             part["specific"] = torch.stack([out.specific[m] for m in model.modalities], 2).float().cpu()[mask]
             part["common"] = torch.stack([out.common[m] for m in model.modalities], 2).float().cpu()[mask]
         if (keep_features or heads) and out.specific:
-            for name, logits in (("fusion", out.fused_logits), *out.aux_logits.items()):
+            linear = (("linear", out.linear_logits),) if out.linear_logits is not None else ()
+            for name, logits in (("fusion", out.fused_logits), *out.aux_logits.items(), *linear):
                 part[f"head:{name}"] = torch.log_softmax(logits.float(), -1).cpu()[mask]
         parts.append(part)
     cat = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}

@@ -108,20 +108,45 @@ def teachers(store: Store, modalities, grid, device) -> dict:
     return out
 
 
-class Teachers:
-    """A run's teachers: checked when the run is set up, fitted once when a seed first trains (not for
-    runs that are complete already); `fit()` is None without train.distill."""
+def joint_regression(store: Store, modalities, grid) -> tuple[torch.Tensor, torch.Tensor]:
+    """model.linear_head's weights: the study's `logreg_all` (the standardised features of the
+    `modalities` concatenated, C by validation WF1) fitted on the training split, as (weight [C, D],
+    bias [C]) float32. An emotion the training split lacks gets bias -30: never predicted, as the
+    baselines never predict it."""
+    names, labels = store.class_names, np.asarray(store.labels)
+    rows = {s: split_rows(store, s) for s in ("train", "valid")}
+    x = {s: features_of(store, tuple(modalities), r) for s, r in rows.items()}
+    y = {s: labels[r] for s, r in rows.items()}
+    model = Regression(choose(x, y, names, grid)).fit(x["train"], y["train"])
+    weight = torch.zeros(len(names), x["train"].shape[1])
+    bias = torch.full((len(names),), -30.0)
+    weight[model.classes_] = model.w.T.float()
+    bias[model.classes_] = model.b.float()
+    return weight, bias
 
-    def __init__(self, store: Store, modalities, grid, device, distill: float, training: str):
+
+class Teachers:
+    """A run's regressions: the teachers (train.distill) and the linear head (model.linear_head),
+    checked when the run is set up, fitted once when a seed first trains (not for runs that are
+    complete already); `fit()` is None without train.distill, `joint()` None without the head."""
+
+    def __init__(self, store: Store, modalities, grid, device, distill: float, training: str, linear_head: bool = False):
         if distill and len(modalities) > 1 and training != "branchwise":
             raise ConfigError("train.distill needs model.training: branchwise (jointly, the auxiliary classifiers "
                               "read AMDM's common features, which the teachers would pull apart); set train.distill=0")
         self.args, self.distill, self.fitted = (store, modalities, grid, device), distill, None
+        self.linear_head, self.joint_fitted = linear_head and len(modalities) > 1, None
 
     def fit(self) -> dict | None:
         if self.distill and self.fitted is None:
             self.fitted = teachers(*self.args)
+        if self.linear_head and self.joint_fitted is None:
+            self.joint_fitted = joint_regression(*self.args[:3])
         return self.fitted
+
+    def joint(self) -> tuple | None:
+        self.fit()
+        return self.joint_fitted
 
 
 def distillation(teacher: dict, heads: dict, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -110,13 +110,16 @@ class Run:
         if not len(self.splits["valid"]):
             raise MalnError(f"{dataset}: the store has no validation dialogues; model selection needs some")
         self.teachers = Teachers(self.store, self.modalities, self.params.data["baselines"]["logreg_C"], self.device,
-                                 self.train_cfg.distill, self.model_cfg.training)  # fitted when a seed first trains
+                                 self.train_cfg.distill, self.model_cfg.training,
+                                 self.model_cfg.linear_head)  # fitted when a seed first trains
 
     def build_model(self, seed: int) -> MALN:
         torch.manual_seed(seed)
         model = MALN(self.store.modalities, len(self.store.class_names), self.model_cfg, self.variant, self.dataset)
         model.set_statistics(self.store.standardization, self.store.class_prior, transitions(
             self.store.labels, self.store.offsets, self.splits["train"], len(self.store.class_names)))
+        if model.linear_head:
+            model.set_linear(*self.teachers.joint())
         return model.to(self.device)
 
     def predict(self, model, split: str, keep_features: bool = False, heads: bool = False):

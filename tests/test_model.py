@@ -23,7 +23,7 @@ CFG = ModelConfig(width=16, context_hidden={"text": 8, "audio": 6, "visual": 6},
                   sclm_max_positions=64, attention_heads=4, cross_gate=True, fusion="specific", training="joint",
                   amdm_reads="branches", adversary="reversal",
                   discriminator_hidden=16, grl_scale=1.0, dropout=0.1, common_dropout=0.3, fusion_dropout=0.66,
-                  standardize=True, input_dropout=0.0, branch_input_dropout=None, input_noise=0.0, modality_dropout=0.0, decode="none")
+                  standardize=True, input_dropout=0.0, branch_input_dropout=None, input_noise=0.0, modality_dropout=0.0, decode="none", linear_head=False)
 DIMS = {"text": 7, "audio": 5, "visual": 3}
 WEIGHTS = LossWeights(unimodal=0.1, adversarial=0.01, orthogonality=0.05)
 

@@ -43,6 +43,7 @@ class ModelConfig:
     input_noise: float
     modality_dropout: float
     decode: str  # none | chain: the prediction decoded by the training split's emotion chain (maln/chain.py)
+    linear_head: bool  # branchwise: the concatenated regression as one more head of the combination (maln/teacher.py)
 
     def __post_init__(self):
         for key, heads in (("sclm.heads", self.sclm_heads), ("attention_heads", self.attention_heads)):
@@ -51,6 +52,9 @@ class ModelConfig:
         if self.amdm_reads == "features" and self.training != "branchwise":
             raise ConfigError("model.amdm_reads: features needs model.training: branchwise (jointly, nothing would "
                               "train the context encoders)")
+        if self.linear_head and self.training != "branchwise":
+            raise ConfigError("model.linear_head needs model.training: branchwise (its head joins the validated "
+                              "combination of heads, which only a branchwise model has)")
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":
@@ -82,6 +86,7 @@ class ModelConfig:
             input_noise=d["input_noise"],
             modality_dropout=d["modality_dropout"],
             decode=d["decode"],
+            linear_head=d["linear_head"],
         )
 
     def to_dict(self) -> dict:

@@ -43,6 +43,7 @@ class MALNOutput:
     specific: dict = field(default_factory=dict)  # modality -> [B, T, W]
     common: dict = field(default_factory=dict)
     fused_logits: torch.Tensor | None = None  # the fusion classifier's own logits
+    linear_logits: torch.Tensor | None = None  # model.linear_head, in evaluation: the concatenated regression's
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class MALN(nn.Module):
         }) if variant.sclm else None
         in_widths = {m: hidden[m] + (w if variant.sclm else 0) for m in self.modalities}
         self.multimodal = len(self.modalities) > 1
-        self.branchwise = False
+        self.branchwise = self.linear_head = False
         self.modality_dropout = cfg.modality_dropout if self.multimodal else 0.0
         if self.multimodal:
             # amdm_reads: branches (the paper's H~_m, detached under branchwise training) or features
@@ -125,10 +126,19 @@ class MALN(nn.Module):
             # combines the fusion classifier with the modalities' by Bayes' rule, with weights chosen
             # on the validation split (`combination`, set by the training loop).
             self.branchwise = cfg.training == "branchwise"
+            # model.linear_head: the concatenated regression (logreg_all, fitted before training by
+            # maln/teacher.py, never trained here) joins the combination as one more head. Where the joint
+            # Bayes rule is linear (a nuisance shared by the modalities) the fusion classifier reads it
+            # less well than the regression does, and the validated weights take what it adds; where
+            # it is not (an interaction), they give it none (docs/findings.md, 2026-12-05)
+            self.linear_head = self.branchwise and cfg.linear_head
+            if self.linear_head:
+                self.register_buffer("linear_weight", torch.zeros(n_classes, sum(dims[m] for m in self.modalities)))
+                self.register_buffer("linear_bias", torch.zeros(n_classes))
             self.aux = nn.ModuleDict({m: EmotionClassifier(in_widths[m] if self.branchwise else w, w, n_classes,
                                                            cfg.fusion_dropout) for m in self.modalities})
             if self.branchwise:
-                self.register_buffer("combination", torch.zeros(1 + len(self.modalities)))  # fusion, then modalities
+                self.register_buffer("combination", torch.zeros(len(self.head_names)))
                 self.combination[0] = 1.0
                 self.register_buffer("log_prior", torch.zeros(n_classes))
             fused_width = 2 * w + w + (len(self.modalities) * w if self.fusion == "specific" else 0)
@@ -142,8 +152,8 @@ class MALN(nn.Module):
     @property
     def head_names(self) -> tuple:
         """A multimodal model's classifiers, in the order of `combination`: the fusion classifier's,
-        then each modality's."""
-        return ("fusion", *self.modalities)
+        then each modality's, then the linear head's (model.linear_head)."""
+        return ("fusion", *self.modalities, *(("linear",) if self.linear_head else ()))
 
     def set_statistics(self, statistics: dict, class_prior=None, transition=None) -> None:
         """Per-feature (mean, std) of each modality over the training split (Store.standardization),
@@ -219,8 +229,19 @@ class MALN(nn.Module):
             parts += [specific[m] for m in self.modalities]
         aux = {m: self.aux[m](h[m] if self.branchwise else common[m]) for m in self.modalities}
         fused = self.classifier(torch.cat(parts, dim=-1))
-        logits = self.combine([fused, *aux.values()]) if self.branchwise and not self.training else fused
-        return MALNOutput(logits, aux, specific, common, fused)
+        if not (self.branchwise and not self.training):
+            return MALNOutput(fused, aux, specific, common, fused)
+        linear = None
+        if self.linear_head:  # in evaluation the fusion path's inputs are the standardised features
+            linear = torch.cat([features[m] for m in self.modalities], dim=-1).float() @ self.linear_weight.T + self.linear_bias
+        logits = self.combine([fused, *aux.values(), *([linear] if self.linear_head else [])])
+        return MALNOutput(logits, aux, specific, common, fused, linear)
+
+    def set_linear(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """model.linear_head's regression: weight [C, sum of the input sizes] over the standardised
+        features concatenated in the model's modality order, bias [C]."""
+        self.linear_weight.copy_(weight)
+        self.linear_bias.copy_(bias)
 
     def combine(self, heads: list, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Bayes' rule for classifiers that are independent given the emotion: sum_k w_k log p_k(y|x)
