@@ -600,3 +600,39 @@ def test_a_branchwise_prediction_decodes_each_head_with_its_own_setting_then_com
     np.testing.assert_allclose(p.probs, posterior(chosen, model.combination.numpy(), np.log(prior)), atol=1e-5)
     again = predict(model, data, dialogues, 4)  # what the model predicts with what was chosen: the same
     np.testing.assert_allclose(again.probs, p.probs, atol=1e-5)
+
+
+def test_the_linear_head_is_its_regression_on_the_standardised_inputs_and_a_member_of_the_combination(data):
+    """model.linear_head: in evaluation the head's logits are the regression set on the model
+    (set_linear) applied to the standardised features, concatenated in the model's modality order,
+    and the prediction is Bayes' rule over every head, this one last; in training there is no such
+    head (the regression is fitted, never trained); a single modality has none; without
+    standardisation, or under joint training, it is refused."""
+    from dataclasses import replace
+
+    from maln.errors import ConfigError
+
+    cfg = replace(CFG, training="branchwise", amdm_reads="features", linear_head=True)
+    torch.manual_seed(0)
+    model = MALN(DIMS, 7, cfg, VARIANTS["full"])
+    stats = {m: (np.linspace(-1, 1, d), np.linspace(0.5, 2, d)) for m, d in DIMS.items()}
+    model.set_statistics(stats, np.arange(1, 8) / 28)
+    weight, bias = torch.randn(7, sum(DIMS.values())), torch.randn(7)
+    model.set_linear(weight, bias)
+    model.combination.copy_(torch.tensor([1.0, 0.25, 0.0, 0.5, 0.75]))
+    assert model.head_names == ("fusion", "text", "audio", "visual", "linear")
+    b = data.batch(np.arange(4))
+    with torch.no_grad():
+        out = model.eval()(b.features, b.speakers, b.mask, b.lengths)
+        x = torch.cat([(b.features[m] - torch.tensor(stats[m][0], dtype=torch.float32))
+                       / torch.tensor(stats[m][1], dtype=torch.float32) for m in ("text", "audio", "visual")], -1)
+        torch.testing.assert_close(out.linear_logits[b.mask], (x @ weight.T + bias)[b.mask], atol=1e-5, rtol=1e-5)
+        heads = [out.fused_logits, *out.aux_logits.values(), out.linear_logits]
+        torch.testing.assert_close(out.logits[b.mask], model.combine(heads)[b.mask])
+        assert (out.logits[b.mask] - model.combine(heads[:-1], model.combination[:-1])[b.mask]).abs().max() > 1e-3
+        assert model.train()(b.features, b.speakers, b.mask, b.lengths).linear_logits is None
+    assert not hasattr(MALN(DIMS, 7, cfg, VARIANTS["text_only"]), "linear_weight")
+    with pytest.raises(ConfigError, match="model.linear_head needs model.standardize"):
+        replace(cfg, standardize=False)
+    with pytest.raises(ConfigError, match="model.linear_head needs model.training: branchwise"):
+        replace(CFG, linear_head=True)

@@ -42,7 +42,7 @@ def test_every_head_of_a_multimodal_run_has_its_own_scores(trained):
     nll = -np.mean(np.log(np.maximum(probs[np.arange(len(gold)), gold], 1e-12)))
     assert heads["prediction"]["test"]["nll"] == pytest.approx(nll, abs=2e-3)  # the CSV rounds probabilities
     assert all(0 <= h[s]["weighted_f1"] <= 1 and h[s]["nll"] > 0 for h in heads.values() for s in ("valid", "test"))
-    assert len({h["test"]["nll"] for h in heads.values()}) == len(heads)  # five different classifiers
+    assert len({h["test"]["nll"] for h in heads.values()}) == len(heads)  # six different classifiers
 
 
 def test_a_run_leaves_every_output(trained):

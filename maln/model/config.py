@@ -52,6 +52,9 @@ class ModelConfig:
         if self.amdm_reads == "features" and self.training != "branchwise":
             raise ConfigError("model.amdm_reads: features needs model.training: branchwise (jointly, nothing would "
                               "train the context encoders)")
+        if self.linear_head and not self.standardize:
+            raise ConfigError("model.linear_head needs model.standardize: true (its regression is fitted on the "
+                              "standardised features)")
         if self.linear_head and self.training != "branchwise":
             raise ConfigError("model.linear_head needs model.training: branchwise (its head joins the validated "
                               "combination of heads, which only a branchwise model has)")

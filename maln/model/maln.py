@@ -233,7 +233,8 @@ class MALN(nn.Module):
             return MALNOutput(fused, aux, specific, common, fused)
         linear = None
         if self.linear_head:  # in evaluation the fusion path's inputs are the standardised features
-            linear = torch.cat([features[m] for m in self.modalities], dim=-1).float() @ self.linear_weight.T + self.linear_bias
+            with torch.autocast(mask.device.type, enabled=False):  # the regression as fitted, in float32 under bf16 too
+                linear = torch.cat([features[m] for m in self.modalities], dim=-1).float() @ self.linear_weight.T + self.linear_bias
         logits = self.combine([fused, *aux.values(), *([linear] if self.linear_head else [])])
         return MALNOutput(logits, aux, specific, common, fused, linear)
 
