@@ -186,7 +186,9 @@ def test_download_cut_short_then_fetch_again_gives_a_verified_file(tmp_path):
 
 
 def test_corrupted_checkpoint_is_detected_and_training_restarts_from_scratch(synthetic_project, tmp_path):
-    args = ["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "2", "--set", "train.epochs=4"]
+    # 12 epochs: the kill below lands 0.2 s after the first epoch's checkpoint, and a run that had finished by
+    # then (4 epochs of ~0.05 s on an idle host) would have removed it
+    args = ["train", "--dataset", "synthetic-meld", "--variant", "text_only", "--seed", "2", "--set", "train.epochs=12"]
     run_maln(*args, "--out", tmp_path / "clean", cwd=synthetic_project, check=True)
     out = tmp_path / "corrupt"
     proc = subprocess.Popen([sys.executable, "-m", "maln", *args, "--out", str(out)], cwd=synthetic_project,
