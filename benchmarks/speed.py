@@ -141,6 +141,10 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
     train_s, eval_s, test_s, refit_s, valid_s = [], [], [], [], []
     # the validation split a real run of this shape holds out (data.valid_fraction of the file's dialogues)
     valid = dialogues[:max(1, round(params.data["data"]["valid_fraction"] * len(dialogues)))]
+    # once per run, before its first epoch: the branches' teachers (train.distill), timed apart from the epochs
+    t = time.perf_counter()
+    run.teachers.fit()
+    teachers_s = time.perf_counter() - t if run.train_cfg.distill else 0.0
     for epoch in range(epochs + 1):  # the first epoch is a warm-up, not counted
         rng = np.random.default_rng(epoch)
         sync(run.device)
@@ -181,7 +185,7 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
         "adversary": run.model_cfg.adversary,
         "utt_per_s": utterances / statistics.median(train_s), "peak_mib": peak,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "dialogues": len(dialogues),
-        "utterances": utterances,
+        "utterances": utterances, "teachers_s": teachers_s,
     }
 
 
@@ -195,6 +199,9 @@ def table(rows: list[dict], epochs: int, authors: dict | None = None) -> str:
     notes = [f"- Recording the test curve (train.record_test_curve) adds one pass over the test split per epoch: "
              f"{r['test_s']:.2f} s at the {r['shape']} shape on {r['device']}, {100 * r['test_s'] / r['train_s']:.0f} % of a "
              f"training epoch." for r in fast]
+    notes += [f"- Fitting the branches' teachers (train.distill) takes {r['teachers_s']:.1f} s once per run at the "
+              f"{r['shape']} shape on {r['device']}: {r['teachers_s'] / 60:.2f} s an epoch over 60 epochs." for r in fast
+              if r.get("teachers_s")]
     notes += [f"- The {r['adversary']} adversary refits its statistics on the training split after every epoch: "
               f"{r['refit_s']:.2f} s at the {r['shape']} shape on {r['device']}, {100 * r['refit_s'] / r['train_s']:.0f} % of "
               f"a training epoch." for r in fast if r["adversary"] == "erasure"]
