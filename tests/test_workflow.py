@@ -319,7 +319,8 @@ def test_seeds_grouped_in_one_job_give_the_same_runs_as_one_job_per_seed(study, 
             assert a.read_bytes() == b.read_bytes(), rel
 
 
-@pytest.mark.parametrize("configfile", ["benchmarks/heldout.yaml", "benchmarks/heldout-meld-500.yaml", "benchmarks/heldout-b.yaml"])
+@pytest.mark.parametrize("configfile", ["benchmarks/heldout.yaml", "benchmarks/heldout-meld-500.yaml", "benchmarks/heldout-b.yaml",
+                                        "benchmarks/heldout-c.yaml"])
 def test_the_held_out_benchmarks_are_planned_from_their_config_file_and_are_not_in_the_study(tmp_path, configfile):
     """benchmarks/heldout*.yaml (docs/findings.md, 2026-12-05): registry entries and a study merged over
     params.yaml by `--configfile`. Held out means the shipped study never trains them; the file alone
