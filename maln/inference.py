@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from maln import chain
-from maln.combination import choose_combination, posterior
+from maln.combination import choose_combination, combine, posterior
 from maln.data.batching import DeviceData
 from maln.metrics import classification_metrics
 
@@ -25,7 +25,7 @@ class Predictions:
     probs: np.ndarray  # [N, C]
     specific: np.ndarray | None = None  # [N, M, W]
     common: np.ndarray | None = None
-    heads: dict | None = None  # multimodal, asked for: head name -> its own log-probabilities [N, C]
+    heads: dict | None = None  # multimodal or combined, asked for: head name -> its own log-probabilities [N, C]
     undecoded: np.ndarray | None = None  # [N, C]: probs before the chain's decoding (model.decode: chain)
 
     @property
@@ -44,9 +44,10 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
             keep_features: bool = False, heads: bool = False) -> Predictions:
     """Model outputs for every real utterance of `dialogues`, in store order (by dialogue, then
     position), whatever the batching; with keep_features the features too, with keep_features or
-    heads each head's log-probabilities (multimodal models; always for a branchwise model with the chain)."""
+    heads each head's log-probabilities (multimodal models and any with a combination of heads; always for
+    one with a combination and the chain)."""
     model.eval()
-    heads = heads or (model.branchwise and model.decoder is not None)  # its prediction decodes each head
+    heads = heads or (model.combined and model.decoder is not None)  # its prediction decodes each head
     parts = []
     for idx in data.eval_batches(dialogues, batch_size):
         b = data.batch(idx)
@@ -63,10 +64,10 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
         if keep_features and out.specific:
             part["specific"] = torch.stack([out.specific[m] for m in model.modalities], 2).float().cpu()[mask]
             part["common"] = torch.stack([out.common[m] for m in model.modalities], 2).float().cpu()[mask]
-        if (keep_features or heads) and out.specific:
-            linear = (("linear", out.linear_logits),) if out.linear_logits is not None else ()
-            for name, logits in (("fusion", out.fused_logits), *out.aux_logits.items(), *linear):
-                part[f"head:{name}"] = torch.log_softmax(logits.float(), -1).cpu()[mask]
+        if (keep_features or heads) and (out.specific or model.combined):
+            logits = {"fusion": out.fused_logits, **out.aux_logits, **out.linear_logits}
+            for name in model.head_names:
+                part[f"head:{name}"] = torch.log_softmax(logits[name].float(), -1).cpu()[mask]
         parts.append(part)
     cat = {k: torch.cat([p[k] for p in parts]).numpy() for k in parts[0]}
     order = np.lexsort((cat["position"], cat["dialogue"]))
@@ -76,7 +77,7 @@ def predict(model, data: DeviceData, dialogues: np.ndarray, batch_size: int, bf1
                     cat.get("specific"), cat.get("common"), heads)
     if model.decoder is not None:
         p.undecoded = p.probs
-        if model.branchwise:
+        if model.combined:
             p.probs = _decoded_combination(model, p, model.combination.cpu().numpy())
         else:
             p.probs = chain.decode(p.undecoded, p.dialogue, *_decoder_state(model), *_settings(model)[0])
@@ -102,20 +103,20 @@ def _decoded_heads(model, p: Predictions, settings) -> list:
 
 
 def _decoded_combination(model, p: Predictions, weights) -> np.ndarray:
-    """A branchwise model's prediction under the chain: its heads decoded each with its own setting,
+    """A combined model's prediction under the chain: its heads decoded each with its own setting,
     then combined by Bayes' rule (the order the late-fusion baseline's members take)."""
     return posterior(_decoded_heads(model, p, _settings(model)), weights, model.log_prior.cpu().numpy()).astype(np.float32)
 
 
 def fit_prediction(model, valid: Predictions) -> tuple[dict | None, dict | None]:
     """(combination, decoding) chosen on `valid` (the validation split's predictions, with heads for a
-    branchwise model), set on the model, and valid.probs turned into the prediction they give.
-    Branchwise with the chain, each head's setting is chosen on its own posterior first and the
+    model with a combination), set on the model, and valid.probs turned into the prediction they give.
+    With a combination and the chain, each head's setting is chosen on its own posterior first and the
     combination on the decoded heads: one decoding of the combined posterior gives every head the
     same chain, which the text head on synthetic-iemocap-noise wants at mix 0.75 and the combination
     chose 0.5 for (docs/findings.md, 2026-12-05)."""
-    if not (model.branchwise and model.decoder is not None):
-        combination = fit_combination(model, valid) if model.branchwise else None
+    if not (model.combined and model.decoder is not None):
+        combination = fit_combination(model, valid) if model.combined else None
         return combination, fit_decoding(model, valid)
     transition, prior = _decoder_state(model)
     settings = [chain.choose(np.exp(valid.heads[n]), valid.gold, valid.dialogue, transition, prior)
@@ -129,18 +130,48 @@ def fit_prediction(model, valid: Predictions) -> tuple[dict | None, dict | None]
     return dict(zip(model.head_names, map(float, weights))), decoding
 
 
+def selection_score(model, valid: Predictions, metrics: dict, class_names) -> float:
+    """What selects an epoch: the prediction's validation WF1 (`metrics`), but a single modality's with
+    the linear head is its branch's alone (decoded with its own setting under the chain), so its only
+    network is selected as it is without the head; by the pair, the fixed regression carried the early
+    epochs and the branch was chosen undertrained (text on synthetic-iemocap: epoch 6.5, the branch alone
+    34.21 test WF1 against 74.97; docs/findings.md). A multimodal model keeps the rule: its networks are
+    anchored in the combination, and selected by them alone it lost on the nuisance and MELD-like data."""
+    if model.multimodal or not model.linear_head:
+        return metrics["weighted_f1"]
+    log_p = valid.heads[model.modalities[0]]
+    if model.decoder is not None:
+        log_p = np.log(np.maximum(chain.decode(np.exp(log_p), valid.dialogue, *_decoder_state(model),
+                                               *_settings(model)[0]), 1e-12))
+    return classification_metrics(valid.gold, log_p.argmax(1), class_names)["weighted_f1"]
+
+
 def _choose_weights(model, log_probs: list, gold) -> np.ndarray:
-    """The combination's weights by validation likelihood (maln.combination): text (or the first
-    modality) or the fusion classifier at weight 1, whichever it prefers (text on ties); set on the model."""
-    text = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
-    w = choose_combination(log_probs, gold, model.log_prior.cpu().numpy(), (text, 0))
+    """The combination's weights by validation likelihood (maln.combination), set on the model. A single
+    modality's branch is at weight 1, so its network never leaves the prediction, and its regression
+    (model.linear_head) takes a weight of the grid. A multimodal model's modality heads are first weighed
+    the same way with their own regressions (`linear_<m>`), each pair then one head; then text (or the
+    first modality) or the fusion classifier is at weight 1, whichever the likelihood prefers (text on
+    ties), and the others take weights of the grid: a pair's regression ends at its branch's weight
+    times its own. Two stages keep the grid at 5^4 candidates instead of 5^7."""
+    prior, heads = model.log_prior.cpu().numpy(), dict(zip(model.head_names, log_probs))
+    if not model.multimodal:
+        w = choose_combination(log_probs, gold, prior, 0)
+    else:
+        own = {m: choose_combination([heads[m], heads[f"linear_{m}"]], gold, prior, 0)[1]
+               if f"linear_{m}" in heads else 0.0 for m in model.modalities}
+        top = [n for n in model.head_names if not n.startswith("linear_")]
+        pairs = [combine([heads[n], heads[f"linear_{n}"]], np.array([1.0, own[n]]), prior) if own.get(n) else heads[n]
+                 for n in top]
+        text = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
+        v = dict(zip(top, choose_combination(pairs, gold, prior, (text, 0))))
+        w = np.array([v[n] if n in v else v[n[len("linear_"):]] * own[n[len("linear_"):]] for n in model.head_names])
     model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
     return w
 
 
 def fit_combination(model, valid: Predictions) -> dict:
-    """Choose a branchwise model's combination of its heads (the fusion classifier, then each
-    modality's) on `valid` (the validation split's predictions, with heads), undecoded; set it on
+    """Choose a model's combination of its heads (MALN.head_names) on `valid` (the validation split's predictions, with heads), undecoded; set it on
     the model, and turn valid.probs into the new combination's. Returns the weights by head name.
     Training goes through fit_prediction, which decodes the heads first under the chain."""
     log_probs = [valid.heads[n] for n in model.head_names]

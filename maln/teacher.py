@@ -109,8 +109,8 @@ def teachers(store: Store, modalities, grid, device) -> dict:
 
 
 def joint_regression(store: Store, modalities, grid) -> tuple[torch.Tensor, torch.Tensor]:
-    """model.linear_head's weights: the study's `logreg_all` (the standardised features of the
-    `modalities` concatenated, C by validation WF1) fitted on the training split, as (weight [C, D],
+    """A linear head's weights (model.linear_head): the study's `logreg_all` or `logreg_X` (the standardised
+    features of the `modalities` concatenated, C by validation WF1) fitted on the training split, as (weight [C, D],
     bias [C]) float32. An emotion the training split lacks gets bias -30: never predicted, as the
     baselines never predict it."""
     names, labels = store.class_names, np.asarray(store.labels)
@@ -126,27 +126,29 @@ def joint_regression(store: Store, modalities, grid) -> tuple[torch.Tensor, torc
 
 
 class Teachers:
-    """A run's regressions: the teachers (train.distill) and the linear head (model.linear_head),
-    checked when the run is set up, fitted once when a seed first trains (not for runs that are
-    complete already); `fit()` is None without train.distill, `joint()` None without the head."""
+    """A run's regressions: the teachers (train.distill) and the linear heads' (model.linear_head; the
+    modalities each reads, ModelConfig.linear_inputs), checked when the run is set up, fitted once when a
+    seed first trains (not for runs that are complete already); `fit()` is None without train.distill."""
 
-    def __init__(self, store: Store, modalities, grid, device, distill: float, training: str, linear_head: bool = False):
+    def __init__(self, store: Store, modalities, grid, device, distill: float, training: str, linear=()):
         if distill and len(modalities) > 1 and training != "branchwise":
             raise ConfigError("train.distill needs model.training: branchwise (jointly, the auxiliary classifiers "
                               "read AMDM's common features, which the teachers would pull apart); set train.distill=0")
         self.args, self.distill, self.fitted = (store, modalities, grid, device), distill, None
-        self.linear_head, self.joint_fitted = linear_head and len(modalities) > 1, None
+        self.linear, self.regressions = tuple(tuple(r) for r in linear), {}
 
     def fit(self) -> dict | None:
         if self.distill and self.fitted is None:
             self.fitted = teachers(*self.args)
-        if self.linear_head and self.joint_fitted is None:
-            self.joint_fitted = joint_regression(*self.args[:3])
+        for reads in self.linear:
+            if reads not in self.regressions:
+                self.regressions[reads] = joint_regression(self.args[0], reads, self.args[2])
         return self.fitted
 
-    def joint(self) -> tuple | None:
+    def regression(self, modalities) -> tuple:
+        """The linear head's (weight, bias) on `modalities` (one of those given to the constructor)."""
         self.fit()
-        return self.joint_fitted
+        return self.regressions[tuple(modalities)]
 
 
 def distillation(teacher: dict, heads: dict, rows: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

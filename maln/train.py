@@ -29,7 +29,7 @@ from maln.data.prepare import store_dir
 from maln.data.store import Store, load_store
 from maln.devices import Placement, place
 from maln.errors import ConfigError, MalnError
-from maln.inference import autocast, fit_eraser, fit_prediction, head_scores, metrics_of, predict
+from maln.inference import autocast, fit_eraser, fit_prediction, head_scores, metrics_of, predict, selection_score
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
@@ -109,9 +109,8 @@ class Run:
         self.splits = {s: self.store.dialogues(s) for s in ("train", "valid", "test")}
         if not len(self.splits["valid"]):
             raise MalnError(f"{dataset}: the store has no validation dialogues; model selection needs some")
-        self.teachers = Teachers(self.store, self.modalities, self.params.data["baselines"]["logreg_C"], self.device,
-                                 self.train_cfg.distill, self.model_cfg.training,
-                                 self.model_cfg.linear_head)  # fitted when a seed first trains
+        self.teachers = Teachers(self.store, self.modalities, self.params.data["baselines"]["logreg_C"], self.device, self.train_cfg.distill,
+                                 self.model_cfg.training, self.model_cfg.linear_inputs(self.modalities).values())  # fitted once
 
     def build_model(self, seed: int) -> MALN:
         torch.manual_seed(seed)
@@ -119,7 +118,7 @@ class Run:
         model.set_statistics(self.store.standardization, self.store.class_prior, transitions(
             self.store.labels, self.store.offsets, self.splits["train"], len(self.store.class_names)))
         if model.linear_head:
-            model.set_linear(*self.teachers.joint())
+            model.set_linear({name: self.teachers.regression(reads) for name, reads in model.linear_inputs.items()})
         return model.to(self.device)
 
     def predict(self, model, split: str, keep_features: bool = False, heads: bool = False):
@@ -186,14 +185,15 @@ class Run:
         on the splits they belong to first; keeps the epoch's weights when validation WF1 improved."""
         cfg = self.train_cfg
         fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
-        predictions = self.predict(step, "valid", heads=model.branchwise)
-        # this epoch's combination (branchwise), then its decoding (model.decode: chain), from the
+        predictions = self.predict(step, "valid", heads=model.combined)
+        # this epoch's combination (of a model with one), then its decoding (model.decode: chain), from the
         # validation split, as the epoch is
         combination, decoding = fit_prediction(model, predictions)
         valid = metrics_of(predictions, self.store.class_names)
-        improved = valid["weighted_f1"] > state["best_score"]
+        score = selection_score(model, predictions, valid, self.store.class_names)
+        improved = score > state["best_score"]
         if improved:
-            state.update(combination=combination, decoding=decoding, best_epoch=epoch, best_score=valid["weighted_f1"],
+            state.update(combination=combination, decoding=decoding, best_epoch=epoch, best_score=score,
                          stale=0, best_model={k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
         else:
             state["stale"] += 1

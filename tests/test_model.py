@@ -602,11 +602,12 @@ def test_a_branchwise_prediction_decodes_each_head_with_its_own_setting_then_com
     np.testing.assert_allclose(again.probs, p.probs, atol=1e-5)
 
 
-def test_the_linear_head_is_its_regression_on_the_standardised_inputs_and_a_member_of_the_combination(data):
-    """model.linear_head: in evaluation the head's logits are the regression set on the model
-    (set_linear) applied to the standardised features, concatenated in the model's modality order,
-    and the prediction is Bayes' rule over every head, this one last; in training there is no such
-    head (the regression is fitted, never trained); a single modality has none; without
+def test_the_linear_heads_are_their_regressions_on_the_standardised_inputs_and_members_of_the_combination(data):
+    """model.linear_head: in evaluation each regression head's logits are the regression set on the model
+    (set_linear) applied to the standardised features it reads (`linear` all of them concatenated in the
+    model's modality order, `linear_<m>` modality m alone), and the prediction is Bayes' rule over every
+    head, these last; in training there are no such heads (the regressions are fitted, never trained);
+    a single modality's prediction is its branch and its own regression combined; without
     standardisation, or under joint training, it is refused."""
     from dataclasses import replace
 
@@ -617,22 +618,75 @@ def test_the_linear_head_is_its_regression_on_the_standardised_inputs_and_a_memb
     model = MALN(DIMS, 7, cfg, VARIANTS["full"])
     stats = {m: (np.linspace(-1, 1, d), np.linspace(0.5, 2, d)) for m, d in DIMS.items()}
     model.set_statistics(stats, np.arange(1, 8) / 28)
-    weight, bias = torch.randn(7, sum(DIMS.values())), torch.randn(7)
-    model.set_linear(weight, bias)
-    model.combination.copy_(torch.tensor([1.0, 0.25, 0.0, 0.5, 0.75]))
-    assert model.head_names == ("fusion", "text", "audio", "visual", "linear")
+    regressions = {"linear": (torch.randn(7, sum(DIMS.values())), torch.randn(7)),
+                   **{f"linear_{m}": (torch.randn(7, d), torch.randn(7)) for m, d in DIMS.items()}}
+    model.set_linear(regressions)
+    model.combination.copy_(torch.tensor([1.0, 0.25, 0.0, 0.5, 0.75, 0.25, 0.0, 0.5]))
+    assert model.head_names == ("fusion", "text", "audio", "visual", "linear", "linear_text", "linear_audio",
+                                "linear_visual")
     b = data.batch(np.arange(4))
     with torch.no_grad():
         out = model.eval()(b.features, b.speakers, b.mask, b.lengths)
-        x = torch.cat([(b.features[m] - torch.tensor(stats[m][0], dtype=torch.float32))
-                       / torch.tensor(stats[m][1], dtype=torch.float32) for m in ("text", "audio", "visual")], -1)
-        torch.testing.assert_close(out.linear_logits[b.mask], (x @ weight.T + bias)[b.mask], atol=1e-5, rtol=1e-5)
-        heads = [out.fused_logits, *out.aux_logits.values(), out.linear_logits]
+        x = {m: (b.features[m] - torch.tensor(stats[m][0], dtype=torch.float32)) / torch.tensor(stats[m][1], dtype=torch.float32)
+             for m in ("text", "audio", "visual")}
+        x["linear"] = torch.cat([x["text"], x["audio"], x["visual"]], -1)
+        for name, (weight, bias) in regressions.items():
+            torch.testing.assert_close(out.linear_logits[name][b.mask], (x[name.removeprefix("linear_")] @ weight.T + bias)[b.mask],
+                                       atol=1e-5, rtol=1e-5)
+        heads = [out.fused_logits, *out.aux_logits.values(), *out.linear_logits.values()]
         torch.testing.assert_close(out.logits[b.mask], model.combine(heads)[b.mask])
-        assert (out.logits[b.mask] - model.combine(heads[:-1], model.combination[:-1])[b.mask]).abs().max() > 1e-3
-        assert model.train()(b.features, b.speakers, b.mask, b.lengths).linear_logits is None
-    assert not hasattr(MALN(DIMS, 7, cfg, VARIANTS["text_only"]), "linear_weight")
+        assert (out.logits[b.mask] - model.combine(heads[:4], model.combination[:4])[b.mask]).abs().max() > 1e-3
+        assert model.train()(b.features, b.speakers, b.mask, b.lengths).linear_logits == {}
+    single = MALN(DIMS, 7, cfg, VARIANTS["text_only"])
+    assert single.head_names == ("text", "linear") and single.combined and not single.branchwise
+    single.set_statistics(stats, np.arange(1, 8) / 28)
+    single.set_linear({"linear": regressions["linear_text"]})
+    single.combination.copy_(torch.tensor([1.0, 0.5]))
+    with torch.no_grad():
+        out = single.eval()(b.features, b.speakers, b.mask, b.lengths)
+        torch.testing.assert_close(out.linear_logits["linear"], model.eval()(b.features, b.speakers, b.mask, b.lengths).linear_logits["linear_text"])
+        torch.testing.assert_close(out.logits, single.combine([out.aux_logits["text"], out.linear_logits["linear"]]))
+        assert single.train()(b.features, b.speakers, b.mask, b.lengths).linear_logits == {}
     with pytest.raises(ConfigError, match="model.linear_head needs model.standardize"):
         replace(cfg, standardize=False)
     with pytest.raises(ConfigError, match="model.linear_head needs model.training: branchwise"):
         replace(CFG, linear_head=True)
+
+
+def test_with_the_linear_head_a_single_modality_is_selected_by_its_branch_alone():
+    """inference.selection_score: with model.linear_head a single modality's epoch score is its branch's
+    own validation WF1, whatever its regression scores; a multimodal model's, and any model's without
+    the head, is the prediction's."""
+    from dataclasses import replace
+
+    from maln.inference import Predictions, selection_score
+    from maln.metrics import classification_metrics
+
+    rng = np.random.default_rng(0)
+    n, names = 300, [f"c{k}" for k in range(7)]
+    gold = rng.integers(0, 7, n)
+
+    def noisy(scale):  # log-probabilities that favour the gold class by `scale`
+        z = rng.normal(size=(n, 7))
+        z[np.arange(n), gold] += scale
+        return z - np.logaddexp.reduce(z, 1, keepdims=True)
+
+    def wf1(log_p):
+        return classification_metrics(gold, log_p.argmax(1), names)["weighted_f1"]
+
+    cfg = replace(CFG, training="branchwise", amdm_reads="features", linear_head=True)
+    for variant in ("text_only", "full"):
+        model = MALN(DIMS, 7, cfg, VARIANTS[variant])
+        model.set_statistics({m: (np.zeros(d), np.ones(d)) for m, d in DIMS.items()}, np.full(7, 1 / 7))
+        heads = {name: noisy(0.5) if name.startswith("linear") else noisy(1.0) for name in model.head_names}
+        valid = Predictions(np.zeros(n, int), np.arange(n), np.zeros(n, int), gold, np.exp(heads[model.head_names[0]]),
+                            heads=heads)
+        score = selection_score(model, valid, {"weighted_f1": 0.42}, names)
+        if variant == "full":  # the prediction's, as without the head
+            assert score == 0.42
+            continue
+        assert score == pytest.approx(wf1(heads["text"]))
+        heads["linear"] = np.log(np.eye(7)[gold] * (1 - 7e-6) + 1e-6)
+        assert selection_score(model, valid, {"weighted_f1": 1.0}, names) == pytest.approx(score) and score < 0.9
+    plain = MALN(DIMS, 7, replace(cfg, linear_head=False), VARIANTS["text_only"])
+    assert selection_score(plain, valid, {"weighted_f1": 0.42}, names) == 0.42

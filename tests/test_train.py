@@ -33,7 +33,8 @@ def test_every_head_of_a_multimodal_run_has_its_own_scores(trained):
     out, _ = trained
     metrics = json.loads((out / "metrics.json").read_text())
     heads = metrics["heads"]
-    assert set(heads) == {"prediction", "fusion", "text", "audio", "visual", "linear"}  # linear: model.linear_head
+    assert set(heads) == {"prediction", "fusion", "text", "audio", "visual",  # and model.linear_head's:
+                          "linear", "linear_text", "linear_audio", "linear_visual"}
     assert heads["prediction"]["test"]["weighted_f1"] == pytest.approx(metrics["test"]["weighted_f1"], abs=1e-6)
     assert heads["prediction"]["valid"]["weighted_f1"] == pytest.approx(metrics["valid"]["weighted_f1"], abs=1e-6)
     rows = (out / "predictions.csv").read_text().splitlines()
@@ -88,7 +89,7 @@ def test_the_prediction_combines_the_heads_each_decoded_by_the_training_splits_e
 
     out, _ = trained
     metrics = json.loads((out / "metrics.json").read_text())
-    names = ("fusion", "text", "audio", "visual", "linear")  # linear: model.linear_head
+    names = ("fusion", "text", "audio", "visual", "linear", "linear_text", "linear_audio", "linear_visual")  # linear*: model.linear_head
     settings = [(metrics["decoding"][n]["mix"], metrics["decoding"][n]["temperature"]) for n in names]
     for s in settings:
         assert s == chain.IDENTITY or (s[0] in chain.MIXES and s[1] in chain.TEMPERATURES)
@@ -105,7 +106,7 @@ def test_the_prediction_combines_the_heads_each_decoded_by_the_training_splits_e
     rows = (out / "predictions.csv").read_text().splitlines()[1:]
     np.testing.assert_allclose(np.array([[float(x) for x in r.split(",")[5:]] for r in rows]), p.probs, atol=1e-5)
     # whatever validation chose for this short run: settings set by hand decode through predict exactly
-    by_hand = [(0.5, 0.75), (0.75, 1.0), (0.0, 1.0), (0.25, 1.0), (1.0, 0.5)]
+    by_hand = [(0.5, 0.75), (0.75, 1.0), (0.0, 1.0), (0.25, 1.0), (1.0, 0.5), (0.5, 0.5), (0.0, 1.0), (1.0, 1.0)]
     model.decoder.setting.copy_(torch.tensor(by_hand))
     p = predict(model, run.data, store.dialogues("test"), 8)
     decoded = [np.log(np.maximum(chain.decode(np.exp(p.heads[n]), p.dialogue, transition, np.asarray(store.class_prior),
@@ -410,25 +411,30 @@ def test_resume_checkpoints_are_written_after_the_first_epoch_then_every_so_many
     assert saved == epochs_saved
 
 
-def test_the_linear_head_is_the_concatenated_regression_and_joins_the_combination(trained, synthetic_project):
-    """model.linear_head (true in the synthetic budget): the study's logreg_all, fitted before training
-    and never trained, is one more head of the validated combination; its own test scores are the
-    baseline's (torch's L-BFGS against scikit-learn's, to a near-tie or two), and training leaves it as fitted."""
+def test_the_linear_heads_are_the_studys_regressions_and_join_the_combination(trained, synthetic_project):
+    """model.linear_head (true in the synthetic budget): the study's logreg_all and each logreg_X, fitted
+    before training and never trained, are heads of the validated combination; their own test scores
+    are the baselines' (torch's L-BFGS against scikit-learn's, to a near-tie or two), and training leaves
+    them as fitted. A modality's regression has weight only as far as its branch has."""
     from maln.baselines import BASELINES, fit
     from maln.data.store import load_store
     from maln.errors import ConfigError
 
     out, _ = trained
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["combination"]) == {"fusion", "text", "audio", "visual", "linear"}
+    weights = metrics["combination"]
+    assert set(weights) == {"fusion", "text", "audio", "visual", "linear", "linear_text", "linear_audio", "linear_visual"}
+    for m in ("text", "audio", "visual"):
+        assert weights[f"linear_{m}"] <= weights[m]
     params = load_params(synthetic_project / "params.yaml")
     store = load_store(synthetic_project / "data/features/synthetic-iemocap")
-    baseline = fit(store, BASELINES["logreg_all"], params.data["baselines"]["logreg_C"])
-    for split in ("valid", "test"):
-        assert metrics["heads"]["linear"][split]["weighted_f1"] == pytest.approx(baseline[split]["weighted_f1"], abs=5e-3)
+    for head, baseline in (("linear", "logreg_all"), ("linear_text", "logreg_text"), ("linear_visual", "logreg_visual")):
+        fitted = fit(store, BASELINES[baseline], params.data["baselines"]["logreg_C"])
+        for split in ("valid", "test"):
+            assert metrics["heads"][head][split]["weighted_f1"] == pytest.approx(fitted[split]["weighted_f1"], abs=5e-3)
     state = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
     fresh = Run(params, "synthetic-iemocap", "full", threads=1).build_model(0)
-    for key in ("linear_weight", "linear_bias"):
+    for key in ("linear_weight", "linear_bias", "linear_audio_weight", "linear_audio_bias"):
         torch.testing.assert_close(state["model"][key], fresh.state_dict()[key])
     with pytest.raises(ConfigError, match="model.linear_head needs model.training: branchwise"):
         Run(load_params(synthetic_project / "params.yaml", ["model.training=joint", "model.amdm_reads=branches",

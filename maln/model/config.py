@@ -43,7 +43,7 @@ class ModelConfig:
     input_noise: float
     modality_dropout: float
     decode: str  # none | chain: the prediction decoded by the training split's emotion chain (maln/chain.py)
-    linear_head: bool  # branchwise: the concatenated regression as one more head of the combination (maln/teacher.py)
+    linear_head: bool  # branchwise: the regression on the inputs as one more head of the combination (maln/teacher.py)
 
     def __post_init__(self):
         for key, heads in (("sclm.heads", self.sclm_heads), ("attention_heads", self.attention_heads)):
@@ -58,6 +58,14 @@ class ModelConfig:
         if self.linear_head and self.training != "branchwise":
             raise ConfigError("model.linear_head needs model.training: branchwise (its head joins the validated "
                               "combination of heads, which only a branchwise model has)")
+
+    def linear_inputs(self, modalities) -> dict:
+        """model.linear_head's regressions, head name -> the modalities it reads: `linear` reads all of
+        the model's; a multimodal model's `linear_<m>` each modality alone, weighed with its branch as a
+        single modality's `linear` is (inference._choose_weights). Empty without the head."""
+        if not self.linear_head:
+            return {}
+        return {"linear": tuple(modalities), **({f"linear_{m}": (m,) for m in modalities} if len(modalities) > 1 else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "ModelConfig":

@@ -38,12 +38,12 @@ from maln.model.variants import Variant
 
 @dataclass
 class MALNOutput:
-    logits: torch.Tensor  # [B, T, C]: the prediction (branchwise in evaluation: the combination)
-    aux_logits: dict = field(default_factory=dict)  # modality -> [B, T, C]
+    logits: torch.Tensor  # [B, T, C]: the prediction (in evaluation, a model's combination of heads if it has one)
+    aux_logits: dict = field(default_factory=dict)  # modality -> [B, T, C] (its branch's classifier)
     specific: dict = field(default_factory=dict)  # modality -> [B, T, W]
     common: dict = field(default_factory=dict)
     fused_logits: torch.Tensor | None = None  # the fusion classifier's own logits
-    linear_logits: torch.Tensor | None = None  # model.linear_head, in evaluation: the concatenated regression's
+    linear_logits: dict = field(default_factory=dict)  # model.linear_head, in evaluation: head -> its regression's
 
 
 @dataclass(frozen=True)
@@ -70,8 +70,8 @@ class ChainDecoder(nn.Module):
     """What maln.chain needs to decode this model's predictions, saved with its weights: the training
     split's emotion transitions and class prior, and the (mix, temperature) chosen on validation
     (inference.fit_prediction; (0, 1), no decoding, until then), one row per decoded posterior: the
-    prediction's, or for a branchwise model each head's (the fusion classifier's, then each
-    modality's), decoded before they are combined."""
+    prediction's, or for a model with a combination each head's (MALN.head_names), decoded before
+    they are combined."""
 
     def __init__(self, n_classes: int, n_decoded: int = 1):
         super().__init__()
@@ -106,7 +106,12 @@ class MALN(nn.Module):
         }) if variant.sclm else None
         in_widths = {m: hidden[m] + (w if variant.sclm else 0) for m in self.modalities}
         self.multimodal = len(self.modalities) > 1
-        self.branchwise = self.linear_head = False
+        # model.linear_head: the study's regressions on the same inputs (logreg_all, each logreg_X; fitted by
+        # maln/teacher.py, never trained here) join the prediction as heads weighed on validation. The fusion
+        # classifier reads a linear Bayes rule (a shared nuisance) less well than the regression; text alone
+        # splits indistinguishable valence pairs less than WF1 rewards (docs/findings.md)
+        self.linear_inputs = cfg.linear_inputs(self.modalities)
+        self.linear_head, self.branchwise = bool(self.linear_inputs), False
         self.modality_dropout = cfg.modality_dropout if self.multimodal else 0.0
         if self.multimodal:
             # amdm_reads: branches (the paper's H~_m, detached under branchwise training) or features
@@ -126,43 +131,40 @@ class MALN(nn.Module):
             # combines the fusion classifier with the modalities' by Bayes' rule, with weights chosen
             # on the validation split (`combination`, set by the training loop).
             self.branchwise = cfg.training == "branchwise"
-            # model.linear_head: the concatenated regression (logreg_all, fitted before training by
-            # maln/teacher.py, never trained here) joins the combination as one more head. Where the joint
-            # Bayes rule is linear (a nuisance shared by the modalities) the fusion classifier reads it
-            # less well than the regression does, and the validated weights take what it adds; where
-            # it is not (an interaction), they give it none (docs/findings.md, 2026-12-05)
-            self.linear_head = self.branchwise and cfg.linear_head
-            if self.linear_head:
-                self.register_buffer("linear_weight", torch.zeros(n_classes, sum(dims[m] for m in self.modalities)))
-                self.register_buffer("linear_bias", torch.zeros(n_classes))
             self.aux = nn.ModuleDict({m: EmotionClassifier(in_widths[m] if self.branchwise else w, w, n_classes,
                                                            cfg.fusion_dropout) for m in self.modalities})
-            if self.branchwise:
-                self.register_buffer("combination", torch.zeros(len(self.head_names)))
-                self.combination[0] = 1.0
-                self.register_buffer("log_prior", torch.zeros(n_classes))
             fused_width = 2 * w + w + (len(self.modalities) * w if self.fusion == "specific" else 0)
         else:
             fused_width = in_widths[self.modalities[0]]
         self.classifier = EmotionClassifier(fused_width, w, n_classes, cfg.fusion_dropout)
+        # a prediction combined from several heads, weighed on validation: a branchwise model's, or a
+        # single modality's with the linear head
+        self.combined = self.branchwise or self.linear_head
+        for name, reads in self.linear_inputs.items():
+            self.register_buffer(f"{name}_weight", torch.zeros(n_classes, sum(dims[m] for m in reads)))
+            self.register_buffer(f"{name}_bias", torch.zeros(n_classes))
+        if self.combined:
+            self.register_buffer("combination", torch.zeros(len(self.head_names)))
+            self.combination[0] = 1.0
+            self.register_buffer("log_prior", torch.zeros(n_classes))
         # model.decode: chain: predictions decoded by the emotion chain (maln/chain.py, inference.predict)
-        self.decoder = ChainDecoder(n_classes, len(self.head_names) if self.branchwise else 1) \
+        self.decoder = ChainDecoder(n_classes, len(self.head_names) if self.combined else 1) \
             if cfg.decode == "chain" else None
 
     @property
     def head_names(self) -> tuple:
-        """A multimodal model's classifiers, in the order of `combination`: the fusion classifier's,
-        then each modality's, then the linear head's (model.linear_head)."""
-        return ("fusion", *self.modalities, *(("linear",) if self.linear_head else ()))
+        """The classifiers, in the order of `combination`: a multimodal model's fusion classifier,
+        then each modality's, then the regressions (model.linear_head)."""
+        return (*(("fusion",) if self.multimodal else ()), *self.modalities, *self.linear_inputs)
 
     def set_statistics(self, statistics: dict, class_prior=None, transition=None) -> None:
         """Per-feature (mean, std) of each modality over the training split (Store.standardization),
-        its class frequencies (Store.class_prior; what the branchwise combination counts once) and its
+        its class frequencies (Store.class_prior; what a combination of heads counts once) and its
         emotion transitions (chain.transitions; what the decoder reads)."""
         if self.decoder is not None and class_prior is not None and transition is not None:
             self.decoder.prior.copy_(torch.as_tensor(np.maximum(class_prior, 1e-12), dtype=torch.float32))
             self.decoder.transition.copy_(torch.as_tensor(transition, dtype=torch.float32))
-        if self.branchwise and class_prior is not None:
+        if self.combined and class_prior is not None:
             self.log_prior.copy_(torch.log(torch.as_tensor(np.maximum(class_prior, 1e-12), dtype=torch.float32)))
         if self.standardize is not None:
             for m in self.modalities:
@@ -201,11 +203,11 @@ class MALN(nn.Module):
         else:
             self(features, speakers, mask, lengths)
 
-    def forward(self, features: dict, speakers: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> MALNOutput:
+    def forward(self, inputs: dict, speakers: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> MALNOutput:
         if self.branch_dropout is None:  # the branches read what the fusion path reads
-            features = branch_in = self.prepare_inputs(features, mask)
+            features = branch_in = self.prepare_inputs(inputs, mask)
         else:  # the fusion path's inputs drawn first, so its random stream is the same with or without
-            standardized = self.standardized(features, mask)
+            standardized = self.standardized(inputs, mask)
             features = self.perturbed(standardized, mask) if self.multimodal else None
             branch_in = {m: self.branch_dropout(x) for m, x in standardized.items()}
         h = {}
@@ -216,7 +218,11 @@ class MALN(nn.Module):
                 context = torch.cat([context, sclm], dim=-1)
             h[m] = context
         if not self.multimodal:
-            return MALNOutput(self.classifier(h[self.modalities[0]]))
+            logits = self.classifier(h[self.modalities[0]])
+            if self.training or not self.linear_head:
+                return MALNOutput(logits)
+            linear = self.linear(inputs, mask)
+            return MALNOutput(self.combine([logits, *linear.values()]), {self.modalities[0]: logits}, linear_logits=linear)
         if self.amdm_reads_features:
             amdm_in = features
         else:  # branchwise, the fusion's losses must not move the branches
@@ -231,18 +237,23 @@ class MALN(nn.Module):
         fused = self.classifier(torch.cat(parts, dim=-1))
         if not (self.branchwise and not self.training):
             return MALNOutput(fused, aux, specific, common, fused)
-        linear = None
-        if self.linear_head:  # in evaluation the fusion path's inputs are the standardised features
-            with torch.autocast(mask.device.type, enabled=False):  # the regression as fitted, in float32 under bf16 too
-                linear = torch.cat([features[m] for m in self.modalities], dim=-1).float() @ self.linear_weight.T + self.linear_bias
-        logits = self.combine([fused, *aux.values(), *([linear] if self.linear_head else [])])
+        linear = self.linear(inputs, mask)
+        logits = self.combine([fused, *aux.values(), *linear.values()])
         return MALNOutput(logits, aux, specific, common, fused, linear)
 
-    def set_linear(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
-        """model.linear_head's regression: weight [C, sum of the input sizes] over the standardised
-        features concatenated in the model's modality order, bias [C]."""
-        self.linear_weight.copy_(weight)
-        self.linear_bias.copy_(bias)
+    def linear(self, features: dict, mask: torch.Tensor) -> dict:
+        """model.linear_head's logits, head -> its regression on the standardised features it reads."""
+        with torch.autocast(mask.device.type, enabled=False):  # the regressions as fitted, in float32 under bf16 too
+            x = {m: f.float() for m, f in self.standardized(features, mask).items()}
+            return {name: torch.cat([x[m] for m in reads], dim=-1) @ getattr(self, f"{name}_weight").T
+                    + getattr(self, f"{name}_bias") for name, reads in self.linear_inputs.items()}
+
+    def set_linear(self, regressions: dict) -> None:
+        """model.linear_head's regressions, head -> (weight [C, sum of the input sizes] over the
+        standardised features it reads concatenated in the model's modality order, bias [C])."""
+        for name, (weight, bias) in regressions.items():
+            getattr(self, f"{name}_weight").copy_(weight)
+            getattr(self, f"{name}_bias").copy_(bias)
 
     def combine(self, heads: list, weights: torch.Tensor | None = None) -> torch.Tensor:
         """Bayes' rule for classifiers that are independent given the emotion: sum_k w_k log p_k(y|x)
