@@ -8,7 +8,9 @@ scored (weighted F1). Nothing is retrained and the test split is not read.
     python benchmarks/head_decoding_cv.py distill distill-step-branches --seeds 10
 
 STEM: an experiment's folder under results/experiments/ whose `full` runs load with this code
-(their decoder settings are ignored).
+(their decoder settings are ignored). Its weights are one flat grid over every head, as before
+2026-12-05 (seventeenth session): for runs with each modality's regression (model.linear_head) that
+is 2 x 5^7 candidates and not the shipped two-stage rule (inference._choose_weights).
 """
 
 from __future__ import annotations

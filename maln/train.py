@@ -182,7 +182,8 @@ class Run:
 
     def _select(self, step, model, state: dict, epoch: int) -> tuple[dict, bool]:
         """The epoch's validation scores, the eraser refitted and (branchwise) the combination chosen
-        on the splits they belong to first; keeps the epoch's weights when validation WF1 improved."""
+        on the splits they belong to first; keeps the epoch's weights when its selection score
+        (inference.selection_score: validation WF1, a single modality's branch's with the linear head) improved."""
         cfg = self.train_cfg
         fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
         predictions = self.predict(step, "valid", heads=model.combined)
@@ -222,7 +223,7 @@ def finish(run: Run, model, seed, out_dir, config, config_hash, state, n_params,
     timing = {"started_at": round(started, 3), "finished_at": round(time.time(), 3),
               "wall_time_s": round(time.time() - started, 3), "device_held_from": round(run.placement.acquired_at, 3),
               "seconds_per_epoch": round(float(np.mean([h["seconds"] for h in state["history"]])), 4)}
-    save_run(out_dir, run.store, valid, test, state["history"], model, state["best_score"], metrics, timing)
+    save_run(out_dir, run.store, valid, test, state["history"], model, metrics["valid"]["weighted_f1"], metrics, timing)
     log_result(f"{run.dataset}/{run.run_label}/seed{seed}", metrics, out_dir)
     return metrics
 
@@ -245,7 +246,7 @@ def start(run: Run, seed: int, out_dir: Path, config_hash: str, name: str) -> tu
                                   "best_model": None, "stale": 0, "combination": None, "decoding": None}
     state = {k: resumed[k] for k in RESUME_KEYS if k not in ("model", "optimizer")}
     log(f"resuming {name} after epoch {state['epoch']} "
-         f"(best valid WF1 {100 * state['best_score']:.2f} at epoch {state['best_epoch']})")
+         f"(best validation score {100 * state['best_score']:.2f} at epoch {state['best_epoch']})")
     return model, optimizer, state
 
 

@@ -439,3 +439,21 @@ def test_the_linear_heads_are_the_studys_regressions_and_join_the_combination(tr
     with pytest.raises(ConfigError, match="model.linear_head needs model.training: branchwise"):
         Run(load_params(synthetic_project / "params.yaml", ["model.training=joint", "model.amdm_reads=branches",
                                                              "train.distill=0"]), "synthetic-iemocap", "full", threads=1)
+
+
+def test_a_single_modality_with_the_linear_head_predicts_with_its_branch_and_its_regression(synthetic_project, tmp_path):
+    """model.linear_head on a single modality, end to end: its combination is its branch at weight 1 and
+    its own regression (logreg_text, fitted before training: its test scores are the baseline's), and
+    model.pt records the prediction's validation WF1, whatever selected the epoch (the branch alone)."""
+    from maln.baselines import BASELINES, fit
+    from maln.data.store import load_store
+
+    params = load_params(synthetic_project / "params.yaml", ["train.epochs=2"])
+    metrics = Run(params, "synthetic-iemocap", "text_only", threads=1).train_seed(0, tmp_path / "run", progress=False)
+    assert set(metrics["combination"]) == {"text", "linear"} and metrics["combination"]["text"] == 1.0
+    assert set(metrics["heads"]) == {"prediction", "text", "linear"}
+    store = load_store(synthetic_project / "data/features/synthetic-iemocap")
+    baseline = fit(store, BASELINES["logreg_text"], params.data["baselines"]["logreg_C"])
+    assert metrics["heads"]["linear"]["test"]["weighted_f1"] == pytest.approx(baseline["test"]["weighted_f1"], abs=5e-3)
+    saved = torch.load(tmp_path / "run" / "model.pt", map_location="cpu", weights_only=False)
+    assert saved["best_valid_weighted_f1"] == metrics["valid"]["weighted_f1"]

@@ -43,7 +43,7 @@ class ModelConfig:
     input_noise: float
     modality_dropout: float
     decode: str  # none | chain: the prediction decoded by the training split's emotion chain (maln/chain.py)
-    linear_head: bool  # branchwise: the regression on the inputs as one more head of the combination (maln/teacher.py)
+    linear_head: bool  # branchwise: the regressions on the inputs as heads of the combination (maln/teacher.py)
 
     def __post_init__(self):
         for key, heads in (("sclm.heads", self.sclm_heads), ("attention_heads", self.attention_heads)):
@@ -56,8 +56,8 @@ class ModelConfig:
             raise ConfigError("model.linear_head needs model.standardize: true (its regression is fitted on the "
                               "standardised features)")
         if self.linear_head and self.training != "branchwise":
-            raise ConfigError("model.linear_head needs model.training: branchwise (its head joins the validated "
-                              "combination of heads, which only a branchwise model has)")
+            raise ConfigError("model.linear_head needs model.training: branchwise (its heads join the validated "
+                              "combination of heads, which a jointly trained model does not have)")
 
     def linear_inputs(self, modalities) -> dict:
         """model.linear_head's regressions, head name -> the modalities it reads: `linear` reads all of

@@ -237,7 +237,7 @@ class MALN(nn.Module):
         fused = self.classifier(torch.cat(parts, dim=-1))
         if not (self.branchwise and not self.training):
             return MALNOutput(fused, aux, specific, common, fused)
-        linear = self.linear(inputs, mask)
+        linear = self.linear(inputs, mask) if self.linear_head else {}
         logits = self.combine([fused, *aux.values(), *linear.values()])
         return MALNOutput(logits, aux, specific, common, fused, linear)
 

@@ -1,4 +1,5 @@
-"""A baseline made from the study's own runs: the late fusion of the single-modality networks.
+"""A baseline made from the study's own runs: the late fusion of the single-modality variants' predictions
+(with model.linear_head each is its network and its regression combined).
 
 For each seed, the test predictions of text_only, audio_only and visual_only are combined as
 Bayes' rule does for modalities that are independent given the emotion: argmax of

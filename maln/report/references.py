@@ -7,7 +7,7 @@
 - Headroom share: how much of the fusion headroom a model captures, per seed,
   (model - trained late fusion) / (joint_context oracle - late_context oracle) in test WF1, where
   the trained late fusion is the study's own baseline of that seed (maln/report/ensemble.py). 0: no
-  better than late-fusing the single-modality networks; 1: as far above them as the exact joint
+  better than late-fusing the single-modality variants; 1: as far above them as the exact joint
   rule is above the exact late fusion. Mean and a Student-t interval over seeds.
 - Linear floor: a network below the context-free logistic regression on the same inputs (its
   modality alone, or all concatenated for a multimodal variant) by mean test WF1 is flagged.
@@ -234,7 +234,7 @@ def main_layout(rows: list[dict], fmt, scores: dict, confidence: float) -> tuple
         notes += (f" Headroom share: (model - trained late fusion) / (joint-with-context oracle - late-fusion-with-"
                   f"context oracle) in test WF1, per seed (the trained late fusion of the same seed), mean "
                   f"[{round(100 * confidence)}% Student-t interval over seeds]; 0 = no better than late-fusing the "
-                  f"single-modality networks, 1 = all of the headroom; n/a without an oracle or with under "
+                  f"single-modality variants, 1 = all of the headroom; n/a without an oracle or with under "
                   f"{MIN_HEADROOM:g} WF1 point of headroom.")
     flagged = [f"{r['dataset']}/{r['variant']} (below {r['below_linear_baseline']})" for r in rows
                if r.get("below_linear_baseline")]

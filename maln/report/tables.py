@@ -139,7 +139,7 @@ MODALITY_ROWS = (("T", "text_only"), ("A", "audio_only"), ("V", "visual_only"), 
 BASELINE_ROWS = (("T, logistic regression", "logreg_text"), ("A, logistic regression", "logreg_audio"),
                  ("V, logistic regression", "logreg_visual"), ("all, logistic regression", "logreg_all"),
                  ("all, MLP", "mlp_all"),
-                 ("all, late fusion of the single-modality networks", "late_fusion"), ("majority class", "majority"))
+                 ("all, late fusion of the single-modality variants", "late_fusion"), ("majority class", "majority"))
 
 
 def _untrained(study: Study, dataset: str, variant: str) -> str:
