@@ -181,9 +181,8 @@ class Run:
         return metrics_of(self.predict(step, "test"), self.store.class_names)["weighted_f1"]
 
     def _select(self, step, model, state: dict, epoch: int) -> tuple[dict, bool]:
-        """The epoch's validation scores, the eraser refitted and (branchwise) the combination chosen
-        on the splits they belong to first; keeps the epoch's weights when its selection score
-        (inference.selection_score: validation WF1, a single modality's branch's with the linear head) improved."""
+        """The epoch's validation scores, the eraser refitted and the combination chosen first; keeps the
+        epoch's weights when its score improved (inference.selection_score: validation WF1, or a branch's)."""
         cfg = self.train_cfg
         fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
         predictions = self.predict(step, "valid", heads=model.combined)
