@@ -139,10 +139,9 @@ def selection_score(model, valid: Predictions, metrics: dict, class_names) -> fl
     anchored in the combination, and selected by them alone it lost on the nuisance and MELD-like data."""
     if model.multimodal or not model.linear_head:
         return metrics["weighted_f1"]
-    log_p = valid.heads[model.modalities[0]]
-    if model.decoder is not None:
-        log_p = np.log(np.maximum(chain.decode(np.exp(log_p), valid.dialogue, *_decoder_state(model),
-                                               *_settings(model)[0]), 1e-12))
+    # the branch is head 0; its regression's decoding too costs one more pass over the split
+    decoded = model.decoder is not None
+    log_p = _decoded_heads(model, valid, _settings(model))[0] if decoded else valid.heads[model.modalities[0]]
     return classification_metrics(valid.gold, log_p.argmax(1), class_names)["weighted_f1"]
 
 
@@ -171,7 +170,8 @@ def _choose_weights(model, log_probs: list, gold) -> np.ndarray:
 
 
 def fit_combination(model, valid: Predictions) -> dict:
-    """Choose a model's combination of its heads (MALN.head_names) on `valid` (the validation split's predictions, with heads), undecoded; set it on
+    """Choose a model's combination of its heads (MALN.head_names) on `valid` (the validation split's
+    predictions, with heads), undecoded; set it on
     the model, and turn valid.probs into the new combination's. Returns the weights by head name.
     Training goes through fit_prediction, which decodes the heads first under the chain."""
     log_probs = [valid.heads[n] for n in model.head_names]
