@@ -65,23 +65,36 @@ class Regression:
         return self.classes_[self.predict_proba(x).argmax(1)]
 
 
-def choose(x: dict, labels: dict, names, grid) -> float:
-    """The C of `grid` whose fit on x["train"] scores the highest validation WF1, tried from the
-    strongest regularisation, which wins ties: the baselines' rule (maln.baselines.choose), written
-    again for Regression because that one imports scikit-learn."""
+def choose(x: dict, labels: dict, names, grid) -> Regression:
+    """The fit on x["train"] whose C of `grid` scores the highest validation WF1, tried from the strongest
+    regularisation, which wins ties: the baselines' rule (maln.baselines.choose), written again for
+    Regression because that one imports scikit-learn. Returned fitted: the fit is deterministic, so a
+    refit at that C would give the same weights."""
     best = None
     for C in sorted(grid):
-        pred = Regression(C).fit(x["train"], labels["train"]).predict(x["valid"])
-        score = classification_metrics(labels["valid"], pred, names)["weighted_f1"]
+        model = Regression(C).fit(x["train"], labels["train"])
+        score = classification_metrics(labels["valid"], model.predict(x["valid"]), names)["weighted_f1"]
         if best is None or score > best[0]:
-            best = (score, C)
+            best = (score, model)
     return best[1]
 
 
-def teachers(store: Store, modalities, grid, device) -> dict:
+def chosen(store: Store, modalities, grid, fits: dict) -> Regression:
+    """`choose` on the standardised features of `modalities` concatenated, kept in `fits` (modalities ->
+    Regression): a run's teacher of modality m and its linear head on m share one search."""
+    key = tuple(modalities)
+    if key not in fits:
+        labels = np.asarray(store.labels)
+        rows = {s: split_rows(store, s) for s in ("train", "valid")}
+        fits[key] = choose({s: features_of(store, key, r) for s, r in rows.items()},
+                           {s: labels[r] for s, r in rows.items()}, store.class_names, grid)
+    return fits[key]
+
+
+def teachers(store: Store, modalities, grid, device, fits: dict | None = None) -> dict:
     """modality -> [utterances, classes] float32 on `device`: each training utterance's cross-fitted
     posteriors (store order); other splits' rows uniform (never read). `grid`: the regressions' C.
-    Fewer folds than FOLDS when there are fewer training dialogues."""
+    Fewer folds than FOLDS when there are fewer training dialogues. `fits`: `chosen`'s cache."""
     names, labels = store.class_names, np.asarray(store.labels)
     train = store.dialogues("train")
     n_folds = min(FOLDS, len(train))
@@ -89,11 +102,10 @@ def teachers(store: Store, modalities, grid, device) -> dict:
         raise ConfigError(f"train.distill cross-fits its teachers over the training dialogues, and the store has "
                           f"{len(train)}; set train.distill=0")
     folds = np.random.default_rng(FOLD_SEED).permutation(len(train)) % n_folds
-    rows = {s: split_rows(store, s) for s in ("train", "valid")}
+    fits = {} if fits is None else fits
     out = {}
     for m in modalities:
-        x = {s: features_of(store, (m,), r) for s, r in rows.items()}
-        C = choose(x, {s: labels[r] for s, r in rows.items()}, names, grid)
+        C = chosen(store, (m,), grid, fits).C
         probs = np.full((len(labels), len(names)), 1.0 / len(names))
         for f in range(n_folds):
             fit_rows, held = dialogue_rows(store, train[folds != f]), dialogue_rows(store, train[folds == f])
@@ -108,18 +120,14 @@ def teachers(store: Store, modalities, grid, device) -> dict:
     return out
 
 
-def joint_regression(store: Store, modalities, grid) -> tuple[torch.Tensor, torch.Tensor]:
+def joint_regression(store: Store, modalities, grid, fits: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """A linear head's weights (model.linear_head): the study's `logreg_all` or `logreg_X` (the standardised
     features of the `modalities` concatenated, C by validation WF1) fitted on the training split, as (weight [C, D],
     bias [C]) float32. An emotion the training split lacks gets bias -30: never predicted, as the
-    baselines never predict it."""
-    names, labels = store.class_names, np.asarray(store.labels)
-    rows = {s: split_rows(store, s) for s in ("train", "valid")}
-    x = {s: features_of(store, tuple(modalities), r) for s, r in rows.items()}
-    y = {s: labels[r] for s, r in rows.items()}
-    model = Regression(choose(x, y, names, grid)).fit(x["train"], y["train"])
-    weight = torch.zeros(len(names), x["train"].shape[1])
-    bias = torch.full((len(names),), -30.0)
+    baselines never predict it. `fits`: `chosen`'s cache."""
+    model = chosen(store, modalities, grid, {} if fits is None else fits)
+    n, dims = len(store.class_names), model.w.shape[0]
+    weight, bias = torch.zeros(n, dims), torch.full((n,), -30.0)
     weight[model.classes_] = model.w.T.float()
     bias[model.classes_] = model.b.float()
     return weight, bias
@@ -135,14 +143,14 @@ class Teachers:
             raise ConfigError("train.distill needs model.training: branchwise (jointly, the auxiliary classifiers "
                               "read AMDM's common features, which the teachers would pull apart); set train.distill=0")
         self.args, self.distill, self.fitted = (store, modalities, grid, device), distill, None
-        self.linear, self.regressions = tuple(tuple(r) for r in linear), {}
+        self.linear, self.regressions, self.fits = tuple(tuple(r) for r in linear), {}, {}
 
     def fit(self) -> dict | None:
         if self.distill and self.fitted is None:
-            self.fitted = teachers(*self.args)
+            self.fitted = teachers(*self.args, fits=self.fits)
         for reads in self.linear:
             if reads not in self.regressions:
-                self.regressions[reads] = joint_regression(self.args[0], reads, self.args[2])
+                self.regressions[reads] = joint_regression(self.args[0], reads, self.args[2], self.fits)
         return self.fitted
 
     def regression(self, modalities) -> tuple:

@@ -412,7 +412,7 @@ def test_resume_checkpoints_are_written_after_the_first_epoch_then_every_so_many
 
 
 def test_the_linear_heads_are_the_studys_regressions_and_join_the_combination(trained, synthetic_project):
-    """model.linear_head (true in the synthetic budget): the study's logreg_all and each logreg_X, fitted
+    """model.linear_head (true in the recommended configuration): the study's logreg_all and each logreg_X, fitted
     before training and never trained, are heads of the validated combination; their own test scores
     are the baselines' (torch's L-BFGS against scikit-learn's, to a near-tie or two), and training leaves
     them as fitted. A modality's regression has weight only as far as its branch has."""
