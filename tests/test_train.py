@@ -121,7 +121,7 @@ def test_distillation_is_refused_where_the_auxiliary_heads_read_the_common_featu
     teacher would pull towards that modality; train.distill must be 0 there (the paper's configuration)."""
     from maln.errors import ConfigError
 
-    joint = ["model.training=joint", "model.amdm_reads=branches", "budgets.synthetic.model.linear_head=false"]
+    joint = ["model.training=joint", "model.amdm_reads=branches", "model.linear_head=false"]
     with pytest.raises(ConfigError, match="train.distill needs model.training: branchwise"):
         Run(load_params(synthetic_project / "params.yaml", joint), "synthetic-iemocap", "full", threads=1)
     assert Run(load_params(synthetic_project / "params.yaml", [*joint, "train.distill=0"]), "synthetic-iemocap",
