@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from builders import dialogues, raw_tuple, write_pickle
-from maln.baselines import BASELINES, classifier, features_of, fit
+from maln.baselines import BASELINES, classifier, features_of, fit, split_rows
 from maln.data import readers
 from maln.data.store import load_store, write_store
 from maln.teacher import FOLD_SEED, FOLDS, Regression, distillation, teachers
@@ -85,3 +85,27 @@ def test_the_teachers_regression_is_the_baselines_solved_in_torch(store, C):
     np.testing.assert_array_equal(ours.classes_, theirs.classes_)
     np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x), atol=5e-3)
     assert (ours.predict(x) == theirs.predict(x)).mean() > 0.99
+
+
+def test_a_modalitys_teacher_and_its_linear_head_share_one_search_for_C(store, monkeypatch):
+    """maln.teacher.chosen: the teacher of modality m takes its C from the search the linear head on m
+    keeps (one fit per C, not two), and the head is the fit the search made at that C."""
+    import maln.teacher as teacher
+
+    grid, fits_made = [0.01, 1.0], []
+    real_fit = Regression.fit
+    monkeypatch.setattr(Regression, "fit", lambda self, x, y: fits_made.append(x.shape) or real_fit(self, x, y))
+    t = teacher.Teachers(store, ["text", "audio"], grid, torch.device("cpu"), 1.0, "branchwise",
+                         linear=[("text",), ("text", "audio")])
+    t.fit()
+    searches = dict(t.fits)
+    assert set(searches) == {("text",), ("audio",), ("text", "audio")}
+    # each search fits every C once; the cross-fitted teachers fit FOLDS more per modality
+    assert len(fits_made) == 3 * len(grid) + 2 * FOLDS
+    weight, bias = t.regression(("text",))
+    found = searches[("text",)]
+    torch.testing.assert_close(weight[found.classes_], found.w.T.float())
+    rows = split_rows(store, "train")
+    again = Regression(found.C).fit(features_of(store, ("text",), rows), np.asarray(store.labels)[rows])
+    torch.testing.assert_close(weight[found.classes_], again.w.T.float())
+    assert (bias[np.setdiff1d(np.arange(len(store.class_names)), found.classes_)] == -30).all()

@@ -57,8 +57,8 @@ class ModelConfig:
                               "standardised features); set model.linear_head=false")
         if self.linear_head and self.training != "branchwise":
             raise ConfigError("model.linear_head needs model.training: branchwise (its heads join the validated "
-                              "combination of heads, which a jointly trained model does not have); set model.linear_head=false, or "
-                              "configuration=paper for the authors' way to train")
+                              "combination of heads, which a jointly trained model does not have); set "
+                              "model.linear_head=false, or configuration=paper for the authors' way to train")
 
     def linear_inputs(self, modalities) -> dict:
         """model.linear_head's regressions, head name -> the modalities it reads: `linear` reads all of
