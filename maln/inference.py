@@ -95,11 +95,11 @@ def _settings(model) -> list:
     return [tuple(round(float(v), 6) for v in row) for row in model.decoder.setting]
 
 
-def _decoded_heads(model, p: Predictions, settings) -> list:
-    """Each head's posterior decoded by the chain with its own setting, as log-probabilities."""
+def _decoded_heads(model, p: Predictions, settings, names=None) -> list:
+    """Each head's posterior (or those of `names`) decoded by the chain with its own setting, as log-probabilities."""
     transition, prior = _decoder_state(model)
     return [np.log(np.maximum(chain.decode(np.exp(p.heads[n]), p.dialogue, transition, prior, *setting), 1e-12))
-            for n, setting in zip(model.head_names, settings)]
+            for n, setting in zip(model.head_names, settings) if names is None or n in names]
 
 
 def _decoded_combination(model, p: Predictions, weights) -> np.ndarray:
@@ -130,19 +130,12 @@ def fit_prediction(model, valid: Predictions) -> tuple[dict | None, dict | None]
     return dict(zip(model.head_names, map(float, weights))), decoding
 
 
-def selection_score(model, valid: Predictions, metrics: dict, class_names) -> float:
-    """What selects an epoch: the prediction's validation WF1 (`metrics`), but a single modality's with
-    the linear head is its branch's alone (decoded with its own setting under the chain), so its only
-    network is selected as it is without the head; by the pair, the fixed regression carried the early
-    epochs and the branch was chosen undertrained (text on synthetic-iemocap: epoch 6.5, the branch alone
-    34.21 test WF1 against 74.97; docs/findings.md). A multimodal model keeps the rule: its networks are
-    anchored in the combination, and selected by them alone it lost on the nuisance and MELD-like data."""
-    if model.multimodal or not model.linear_head:
-        return metrics["weighted_f1"]
-    # the branch is head 0; its regression's decoding too costs one more pass over the split
-    decoded = model.decoder is not None
-    log_p = _decoded_heads(model, valid, _settings(model))[0] if decoded else valid.heads[model.modalities[0]]
-    return classification_metrics(valid.gold, log_p.argmax(1), class_names)["weighted_f1"]
+def decoded_head(model, p: Predictions, name: str) -> np.ndarray:
+    """One head's log-probabilities on `p`, decoded by the chain with its own setting when the model
+    has one (maln/selection.py scores a part by it)."""
+    if model.decoder is None:
+        return p.heads[name]
+    return _decoded_heads(model, p, _settings(model), (name,))[0]
 
 
 def _choose_weights(model, log_probs: list, gold) -> np.ndarray:

@@ -29,7 +29,7 @@ from maln.study import RUN_FILES, run_path
 CHECKPOINT = "checkpoint.json"
 CHECKPOINT_FILE = re.compile(r"checkpoint-epoch\d+\.pt")
 TIMING = "timing.json"  # a run's wall-clock times (save_run); not one of RUN_FILES, not versioned
-RESUME_KEYS = ("model", "optimizer", "epoch", "history", "best_epoch", "best_score", "best_model", "stale", "combination", "decoding")
+RESUME_KEYS = ("model", "optimizer", "epoch", "history", "best_epoch", "best_score", "best_model", "parts", "stale", "combination", "decoding")
 
 
 def run_dir(root: Path, dataset: str, variant: str, seed: int) -> Path:

@@ -1,6 +1,6 @@
 """`maln train`: one dataset x variant, one or several seeds.
 
-Model selection is on the validation split (weighted F1); the test split is evaluated once, with the
+Model selection is on the validation split (weighted F1, maln/selection.py); the test split is evaluated once, with the
 selected weights. The first epoch, and then any epoch that ends resources.checkpoint_every_s after the
 last checkpoint, ends with an atomic checkpoint (model, optimiser, best weights, history) and its
 SHA-256, so a killed run started again with the same command resumes after its last checkpointed
@@ -29,7 +29,8 @@ from maln.data.prepare import store_dir
 from maln.data.store import Store, load_store
 from maln.devices import Placement, place
 from maln.errors import ConfigError, MalnError
-from maln.inference import autocast, fit_eraser, fit_prediction, head_scores, metrics_of, predict, selection_score
+from maln import selection
+from maln.inference import autocast, fit_eraser, fit_prediction, head_scores, metrics_of, predict
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
@@ -172,6 +173,8 @@ class Run:
                 break
         epochs_log.close()
         model.load_state_dict(state["best_model"])
+        if selection.epochs(state):  # parts kept at several epochs: their combination chosen on them together
+            selection.refit(model, state, self.predict(model, "valid", heads=True), self.store.class_names)
         metrics = finish(self, model, seed, out_dir, config, config_hash, state, n_params, started)
         remove_checkpoints(out_dir)
         return metrics
@@ -182,22 +185,15 @@ class Run:
 
     def _select(self, step, model, state: dict, epoch: int) -> tuple[dict, bool]:
         """The epoch's validation scores, the eraser refitted and the combination chosen first; keeps the
-        epoch's weights when its score improved (inference.selection_score: validation WF1, or a branch's)."""
-        cfg = self.train_cfg
-        fit_eraser(model, self.data, self.splits["train"], cfg.batch_dialogues, cfg.bf16)
+        weights of each part of the model whose own validation score improved (maln/selection.py)."""
+        fit_eraser(model, self.data, self.splits["train"], self.train_cfg.batch_dialogues, self.train_cfg.bf16)
         predictions = self.predict(step, "valid", heads=model.combined)
         # this epoch's combination (of a model with one), then its decoding (model.decode: chain), from the
         # validation split, as the epoch is
         combination, decoding = fit_prediction(model, predictions)
         valid = metrics_of(predictions, self.store.class_names)
-        score = selection_score(model, predictions, valid, self.store.class_names)
-        improved = score > state["best_score"]
-        if improved:
-            state.update(combination=combination, decoding=decoding, best_epoch=epoch, best_score=score,
-                         stale=0, best_model={k: v.detach().clone().cpu() for k, v in model.state_dict().items()})
-        else:
-            state["stale"] += 1
-        return valid, improved
+        scores = selection.scores(model, predictions, valid, self.store.class_names)
+        return valid, selection.keep(state, model, scores, epoch, valid, combination, decoding)
 
 def finish(run: Run, model, seed, out_dir, config, config_hash, state, n_params, started) -> dict:
     """The selected weights on the validation and test splits once, the probes, and the run's files."""
@@ -214,6 +210,7 @@ def finish(run: Run, model, seed, out_dir, config, config_hash, state, n_params,
         **({"invariance": probes} if probes else {}), "heads": head_scores(valid, test, names),
         **({"combination": state["combination"]} if state["combination"] else {}),
         **({"decoding": state["decoding"]} if state["decoding"] else {}),
+        **({"selected_epochs": selection.epochs(state)} if selection.epochs(state) else {}),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_early": state["epoch"] < run.train_cfg.epochs,
         "device": run.placement.describe(), "threads": torch.get_num_threads(), "parameters": n_params,
         "config_hash": config_hash, "store_hash": run.store.hash, "config": config,
@@ -242,7 +239,7 @@ def start(run: Run, seed: int, out_dir: Path, config_hash: str, name: str) -> tu
         optimizer = make_optimizer(model, run.train_cfg)
     if resumed is None:
         return model, optimizer, {"epoch": 0, "history": [], "best_epoch": 0, "best_score": -1.0,
-                                  "best_model": None, "stale": 0, "combination": None, "decoding": None}
+                                  "best_model": None, "parts": {}, "stale": 0, "combination": None, "decoding": None}
     state = {k: resumed[k] for k in RESUME_KEYS if k not in ("model", "optimizer")}
     log(f"resuming {name} after epoch {state['epoch']} "
          f"(best validation score {100 * state['best_score']:.2f} at epoch {state['best_epoch']})")

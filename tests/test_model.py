@@ -653,13 +653,14 @@ def test_the_linear_heads_are_their_regressions_on_the_standardised_inputs_and_m
         replace(CFG, linear_head=True)
 
 
-def test_with_the_linear_head_a_single_modality_is_selected_by_its_branch_alone():
-    """inference.selection_score: with model.linear_head a single modality's epoch score is its branch's
-    own validation WF1, whatever its regression scores; a multimodal model's, and any model's without
-    the head, is the prediction's."""
+def test_each_separately_trained_part_is_scored_by_its_own_head():
+    """maln/selection.py scores: with model.linear_head a single modality's epoch score is its branch's
+    own validation WF1, whatever its regression scores; a branchwise model on the features scores its
+    fusion classifier and each branch by its own head; any other model by the prediction."""
     from dataclasses import replace
 
-    from maln.inference import Predictions, selection_score
+    from maln import selection
+    from maln.inference import Predictions
     from maln.metrics import classification_metrics
 
     rng = np.random.default_rng(0)
@@ -678,15 +679,44 @@ def test_with_the_linear_head_a_single_modality_is_selected_by_its_branch_alone(
     for variant in ("text_only", "full"):
         model = MALN(DIMS, 7, cfg, VARIANTS[variant])
         model.set_statistics({m: (np.zeros(d), np.ones(d)) for m, d in DIMS.items()}, np.full(7, 1 / 7))
-        heads = {name: noisy(0.5) if name.startswith("linear") else noisy(1.0) for name in model.head_names}
+        heads = {name: noisy(0.5) if name.startswith("linear") else noisy(1.0 + 0.1 * k)
+                 for k, name in enumerate(model.head_names)}
         valid = Predictions(np.zeros(n, int), np.arange(n), np.zeros(n, int), gold, np.exp(heads[model.head_names[0]]),
                             heads=heads)
-        score = selection_score(model, valid, {"weighted_f1": 0.42}, names)
-        if variant == "full":  # the prediction's, as without the head
-            assert score == 0.42
-            continue
-        assert score == pytest.approx(wf1(heads["text"]))
-        heads["linear"] = np.log(np.eye(7)[gold] * (1 - 7e-6) + 1e-6)
-        assert selection_score(model, valid, {"weighted_f1": 1.0}, names) == pytest.approx(score) and score < 0.9
-    plain = MALN(DIMS, 7, replace(cfg, linear_head=False), VARIANTS["text_only"])
-    assert selection_score(plain, valid, {"weighted_f1": 0.42}, names) == 0.42
+        scores = selection.scores(model, valid, {"weighted_f1": 0.42}, names)
+        networks = [h for h in model.head_names if not h.startswith("linear")]
+        assert list(scores) == networks
+        assert scores == pytest.approx({h: wf1(heads[h]) for h in networks})
+        heads["linear"] = np.log(np.eye(7)[gold] * (1 - 7e-6) + 1e-6)  # a perfect regression moves no score
+        assert selection.scores(model, valid, {"weighted_f1": 1.0}, names) == pytest.approx(scores)
+    for other, variant in ((replace(cfg, linear_head=False), "text_only"), (replace(cfg, linear_head=False, amdm_reads="branches"), "full")):
+        plain = MALN(DIMS, 7, other, VARIANTS[variant])
+        assert selection.scores(plain, valid, {"weighted_f1": 0.42}, names) == {"prediction": 0.42}
+
+
+def test_each_part_is_kept_at_its_own_best_epoch():
+    """maln/selection.py keep: every parameter of a branchwise model on the features belongs to exactly
+    one part, and each part's weights are those of the epoch where its own score was best."""
+    from dataclasses import replace
+
+    from maln import selection
+
+    model = MALN(DIMS, 7, replace(CFG, training="branchwise", amdm_reads="features"), VARIANTS["full"])
+    owned = selection.parts(model)
+    for name, _ in model.named_parameters():
+        assert sum(name.startswith(prefix) for prefixes in owned.values() for prefix in prefixes) == 1, name
+    state = {"parts": {}, "best_model": None, "stale": 0}
+    trajectory = {"fusion": [0.3, 0.5, 0.4], "text": [0.6, 0.5, 0.7], "audio": [0.2, 0.2, 0.1], "visual": [0.1, 0.3, 0.3]}
+    for epoch in (1, 2, 3):  # each epoch improves some part
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(epoch)  # every weight says which epoch it is from
+        scores = {part: values[epoch - 1] for part, values in trajectory.items()}
+        assert selection.keep(state, model, scores, epoch, {"weighted_f1": 0.5}, None, None)
+    best = {"fusion": 2, "text": 3, "audio": 1, "visual": 2}
+    assert selection.epochs(state) == best and state["best_epoch"] == 3
+    for name, _ in model.named_parameters():
+        part = next(p for p, prefixes in owned.items() if name.startswith(prefixes))
+        assert torch.all(state["best_model"][name] == best[part]), name
+    assert not selection.keep(state, model, {p: 0.0 for p in owned}, 4, {"weighted_f1": 0.5}, None, None)
+    assert state["stale"] == 1 and selection.epochs(state) == best

@@ -139,18 +139,24 @@ def test_aggregate_writes_every_table_and_figure(tiny_study):
 
 
 def test_protocol_table_reads_the_recorded_test_curve(tiny_study):
+    """A model kept at one epoch (text alone) reports that epoch's recorded test score; a branchwise one
+    keeps each part at its own epoch (maln/selection.py) and names them, its chosen epoch the latest."""
     root, params = tiny_study
     rows = (root / "results/tables/protocol.csv").read_text().splitlines()
     header = rows[0].split(",")
-    row = dict(zip(header, next(line for line in rows if line.startswith("synthetic-meld,full,")).split(",")))
+    row = dict(zip(header, next(line for line in rows if line.startswith("synthetic-meld,text_only,")).split(",")))
     curves = []
     for s in (0, 1):
-        lines = (root / f"results/runs/synthetic-meld/full/seed{s}/history.csv").read_text().splitlines()
+        lines = (root / f"results/runs/synthetic-meld/text_only/seed{s}/history.csv").read_text().splitlines()
         col = lines[0].split(",").index("test_weighted_f1")
         curves.append([100 * float(line.split(",")[col]) for line in lines[1:]])
-        metrics = json.loads((root / f"results/runs/synthetic-meld/full/seed{s}/metrics.json").read_text())
+        metrics = json.loads((root / f"results/runs/synthetic-meld/text_only/seed{s}/metrics.json").read_text())
         # the selected epoch's recorded test score is the run's reported one
         assert curves[-1][metrics["best_epoch"] - 1] == pytest.approx(100 * metrics["test"]["weighted_f1"], abs=1e-3)
+        assert "selected_epochs" not in metrics
+        full = json.loads((root / f"results/runs/synthetic-meld/full/seed{s}/metrics.json").read_text())
+        assert set(full["selected_epochs"]) == {"fusion", "text", "audio"}
+        assert full["best_epoch"] == max(full["selected_epochs"].values())
     assert float(row["best_test_mean"]) == pytest.approx(np.mean([max(c) for c in curves]), abs=1e-3)
     assert float(row["last_mean"]) == pytest.approx(np.mean([c[-1] for c in curves]), abs=1e-3)
     assert float(row["inflation_mean"]) >= 0
