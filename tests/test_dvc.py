@@ -141,7 +141,7 @@ def test_an_experiment_shows_its_metrics_and_as_a_branch_diffs_against_the_basel
     assert float(row["synthetic-iemocap.full.test_wf1_mean"]) == pytest.approx(shown, abs=1e-6)
 
     dvc(root, "exp", "branch", "lr-3e-3", "B")
-    metrics = dvc(root, "metrics", "diff", "A", "B").stdout
+    metrics = dvc(root, "metrics", "diff", "--all", "A", "B").stdout  # --all: unchanged metrics listed too
     assert "synthetic-iemocap.full.test_wf1_mean" in metrics
     changed = [line for line in metrics.splitlines() if "test_wf1_mean" in line]
     assert any(float(line.split()[-1]) != 0 for line in changed if line.split()[-1] not in ("-", "diff")), metrics

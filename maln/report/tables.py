@@ -183,10 +183,9 @@ def modality_table(study: Study) -> list[dict]:
 
 
 def protocol_table(study: Study) -> list[dict]:
-    """Per dataset and variant, the test WF1 of three ways of picking the epoch: by validation WF1
-    (this project's number), by test WF1 (the common protocol of the field: the best test epoch)
-    and the last epoch; inflation = best-test - validation-selected (>= 0 for a model kept at one epoch), mean
-    ± std over seeds. Needs the per-epoch test scores (train.record_test_curve)."""
+    """Per dataset and variant, the test WF1 of picking the epoch by validation WF1 (ours), by test WF1 (the
+    field's common protocol) and the last epoch; inflation = best-test - validation-selected (>= 0 for a
+    model kept at one epoch), mean ± std over seeds. Needs train.record_test_curve."""
     rows = []
     for c in study.cells:
         runs = study.get(c.dataset, c.variant)
@@ -235,8 +234,7 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
     """Write every table as CSV, Markdown and LaTeX; return the rows for the figures and README."""
     from pathlib import Path
 
-    out = Path(out_dir)
-    tables = {}
+    out, tables = Path(out_dir), {}
     tables["main"] = write_main(out, study, confidence, source, published)
 
     rows = tables["per_class"] = per_class_table(study)
@@ -278,10 +276,9 @@ def write_all(out_dir, study: Study, n_boot: int, confidence: float, seed: int, 
                                    "inflation", "epoch: chosen / best test", "n"], body,
            "Model selection protocols: test weighted F1 (%) of the epoch chosen by validation WF1 (this project's "
            "number, in every other table), of the epoch with the best test WF1 (what most papers of the field "
-           "report) and of the last epoch; inflation = best-test minus validation-chosen, mean ± std over seeds. "
-           "A branchwise model keeps each of its networks at the epoch where that network scores best on validation "
-           "(maln/selection.py; chosen epoch: the latest of them), so its prediction is no single epoch's and its "
-           "inflation can be negative. "
+           "report) and of the last epoch; inflation = best-test minus validation-chosen, mean ± std over seeds. A "
+           "branchwise model keeps each network at its own best validation epoch (maln/selection.py; chosen: the latest), "
+           "so its prediction is no single epoch's and its inflation can be negative. "
            f"The per-epoch test scores are recorded for this table only; selection never reads them. {source}")
 
     tables["invariance"] = invariance.write_table(out, study, source)
