@@ -49,7 +49,8 @@ sys.path.insert(0, str(REPO))
 from maln.config import load_params  # noqa: E402
 from maln.data import synthetic  # noqa: E402
 from maln.data.prepare import prepare  # noqa: E402
-from maln.inference import autocast, fit_eraser, fit_prediction, predict  # noqa: E402
+from maln import selection  # noqa: E402
+from maln.inference import autocast, fit_eraser, fit_prediction, metrics_of, predict  # noqa: E402
 from maln.model.amdm import ADVERSARIES  # noqa: E402
 from maln.train import Run, make_optimizer, train_epoch  # noqa: E402
 
@@ -166,9 +167,11 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
         sync(run.device)
         t4 = time.perf_counter()
         # what selection reads every epoch: one pass over the validation split (its share of the file),
-        # and what it fits on it: the combination (branchwise) and the chain decoding (model.decode), as training does
+        # and what it fits on it: the combination (branchwise) and the chain decoding (model.decode), then each
+        # part's own score (maln/selection.py), as training does
         p = predict(model, run.data, valid, run.train_cfg.batch_dialogues, run.train_cfg.bf16, heads=True)
         fit_prediction(model, p)
+        selection.scores(model, p, metrics_of(p, run.store.class_names), run.store.class_names)
         sync(run.device)
         t5 = time.perf_counter()
         if epoch:
