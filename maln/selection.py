@@ -69,4 +69,3 @@ def refit(model, state: dict, valid: Predictions, class_names) -> None:
 def epochs(state: dict) -> dict | None:
     """The epoch each part was kept at, for metrics.json; None for a model of one part."""
     return {p: e for p, (_, e) in state["parts"].items()} if len(state["parts"]) > 1 else None
-
