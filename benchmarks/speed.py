@@ -10,8 +10,9 @@ Shapes (synthetic data written in the real layouts, read through the real reader
   iemocap: 120 training dialogues of 24..110 utterances, 2 parties, text 1024 / audio 100 /
            visual 512, 6 classes (the paper's composite: RoBERTa text, conv-emotion audio/visual)
   meld:    1152 training dialogues of 1..24 utterances, up to 9 parties, text 600 / audio 300, 7 classes
-Model: params.yaml `model:` and `train:` as written (the authors' values: GRU hidden text 1024,
-visual 512, audio 100; width 100; batches of 32 dialogues), variant `full`.
+Model: params.yaml `model:` and `train:` as written, the recommended configuration as real data trains it
+(the authors' sizes: GRU hidden text 1024, visual 512, audio 100; width 100; batches of 32 dialogues),
+variant `full`.
 
 Paths: `fast` is the training loop the study runs (length-bucketed batches, packed GRUs, data on
 the device, one host sync per epoch); `plain` is the same model and losses run the straightforward

@@ -157,12 +157,13 @@ def sweep_value(value) -> str:
 
 def dataset_overrides(params: dict, dataset: str, configuration: str | None = None) -> dict:
     """The model: and train: values a dataset changes under a configuration (default: params'
-    `configuration:`): its budget's (budgets.NAME), then the configuration's, then its own
-    `overrides:` on top."""
+    `configuration:`): the configuration's `defaults:`, then the dataset's budget (budgets.NAME),
+    then the configuration's own values, then the dataset's `overrides:` on top."""
     entry = params["datasets"][dataset]
     budget = (params.get("budgets") or {}).get(entry["budget"], {}) if "budget" in entry else {}
-    chosen = params["configurations"][configuration or params["configuration"]]
-    return deep_merge(deep_merge(budget, chosen), entry.get("overrides", {}))
+    chosen = dict(params["configurations"][configuration or params["configuration"]])
+    defaults = chosen.pop("defaults", {})  # what a budget may change (the paper's optimisation: its rate, batch)
+    return deep_merge(deep_merge(deep_merge(defaults, budget), chosen), entry.get("overrides", {}))
 
 
 SWEEPABLE = ("model", "train", "datasets", "budgets", "configurations")  # what one training job's --set may change

@@ -93,11 +93,31 @@ def test_one_key_selects_the_papers_configuration_above_the_budget_and_below_the
     # the same by name, whatever `configuration:` says; and the recommended one is the model: section as it stands
     assert recommended.run_config("synthetic-meld", "paper") == (model, train)
     assert recommended.run_config("iemocap")[0] == shipped["model"]
+    # on an entry without a budget the paper's configuration trains at the authors' rate (its defaults:)
+    assert chosen.run_config("iemocap")[1]["lr"] == paper["defaults"]["train"]["lr"] == 4e-4 != shipped["train"]["lr"]
     assert effective_config(chosen, "synthetic-meld", "full", 0)["configuration"] == "paper"
     with pytest.raises(ConfigError, match="configuration: unknown configuration 'papers'"):
         load_params(REPO / "params.yaml", ["configuration=papers"])
     with pytest.raises(ConfigError, match="study.configurations: unknown configuration 'nope'"):
         load_params(REPO / "params.yaml", ["study.configurations=[recommended, nope]"])
+
+
+def test_a_configurations_defaults_sit_under_the_budget():
+    """`defaults:` of a configuration: what it uses where a dataset's budget says nothing (the paper's
+    optimisation on real data), while a budget's value (the synthetic study's rate) still wins."""
+    sets = ["configurations.paper.defaults={train: {lr: 1.0e-4, epochs: 9}, model: {width: 20}}",
+            "configurations.paper.train.grad_clip=0.5"]
+    params = load_params(REPO / "params.yaml", sets)
+    budget = params.data["budgets"]["synthetic"]
+    model, train = params.run_config("iemocap", "paper")  # no budget: the defaults
+    assert (train["lr"], train["epochs"], model["width"], train["grad_clip"]) == (1e-4, 9, 20, 0.5)
+    model, train = params.run_config("synthetic-iemocap", "paper")  # the budget's values win over them
+    assert (train["lr"], train["epochs"], model["width"]) == (
+        budget["train"]["lr"], budget["train"]["epochs"], budget["model"]["width"])
+    assert train["grad_clip"] == 0.5  # the configuration's own values still win over the budget
+    assert params.run_config("iemocap", "recommended")[1]["lr"] == params.data["train"]["lr"]  # not another's
+    with pytest.raises(ConfigError, match="defaults: unknown key 'epochs'"):
+        load_params(REPO / "params.yaml", ["configurations.paper.defaults={epochs: 9}"])
 
 
 def test_paths_outside_the_project_are_refused_unless_allowed(tmp_path):

@@ -131,19 +131,19 @@ def test_an_experiment_shows_its_metrics_and_as_a_branch_diffs_against_the_basel
     root, _ = dvc_repo
     git(root, "add", "-A")
     git(root, "commit", "-qm", "results on A")
-    out = dvc(root, "exp", "run", "-S", "train.lr=0.003", "-n", "lr-3e-3")
+    out = dvc(root, "exp", "run", "-S", "train.lr=0.001", "-n", "lr-1e-3")
     assert "Running stage 'train'" in out.stdout and "Running stage 'data'" not in out.stdout
     rows = list(csv.DictReader(io.StringIO(dvc(root, "exp", "show", "--csv").stdout)))
-    row = next(r for r in rows if r["Experiment"] == "lr-3e-3")
-    assert float(row["train.lr"]) == 0.003
+    row = next(r for r in rows if r["Experiment"] == "lr-1e-3")
+    assert float(row["train.lr"]) == 0.001
     # the experiment's own metric (its run leaves it in the workspace), not a placeholder
     shown = json.loads((root / "results/metrics.json").read_text())["synthetic-iemocap"]["full"]["test_wf1_mean"]
     assert float(row["synthetic-iemocap.full.test_wf1_mean"]) == pytest.approx(shown, abs=1e-6)
 
-    dvc(root, "exp", "branch", "lr-3e-3", "B")
+    dvc(root, "exp", "branch", "lr-1e-3", "B")
     metrics = dvc(root, "metrics", "diff", "--all", "A", "B").stdout  # --all: unchanged metrics listed too
     assert "synthetic-iemocap.full.test_wf1_mean" in metrics
     changed = [line for line in metrics.splitlines() if "test_wf1_mean" in line]
     assert any(float(line.split()[-1]) != 0 for line in changed if line.split()[-1] not in ("-", "diff")), metrics
     params_diff = dvc(root, "params", "diff", "A", "B").stdout
-    assert "train.lr" in params_diff and "0.0004" in params_diff and "0.003" in params_diff
+    assert "train.lr" in params_diff and "0.003" in params_diff and "0.001" in params_diff
