@@ -43,16 +43,27 @@ def input_parameters(model) -> list:
             for name, w in encoder.gru.named_parameters() if name.startswith("weight_ih_l0")]
 
 
+def fusion_input_parameters(model) -> list:
+    """The weights of the fusion path that read the standardised input features: AMDM's specific and
+    common encoders when it reads the features (model.amdm_reads: features), else none."""
+    if not getattr(model, "amdm_reads_features", False) or getattr(model, "amdm", None) is None:
+        return []
+    return [encoders[m][0].weight for encoders in (model.amdm.specific, model.amdm.common_private)
+            for m in model.amdm.modalities]
+
+
 def make_optimizer(model, cfg) -> torch.optim.Optimizer:
     """Adam. The modality branches at weight decay branch_weight_decay (their GRUs' input weights at
-    input_weight_decay unless it is None), the rest at weight_decay;
+    input_weight_decay unless it is None), the fusion path's input weights at fusion_input_weight_decay
+    unless it is None, the rest at weight_decay;
     AMDM's parameters (its encoders and the discriminator) at amdm_lr_scale times the learning
     rate. Adam's steps are about lr in size whatever the loss weight, so a stronger adversary weight
     does not move the encoders further per step; a larger rate does. Adam's update is per parameter,
     so the grouping alone changes no number."""
     inputs = input_parameters(model) if cfg.input_weight_decay is not None else []
-    held = {id(p) for p in inputs}
-    amdm = list(model.amdm.parameters()) if getattr(model, "amdm", None) is not None else []
+    fusion_inputs = fusion_input_parameters(model) if cfg.fusion_input_weight_decay is not None else []
+    held = {id(p) for p in inputs + fusion_inputs}
+    amdm = [p for p in model.amdm.parameters() if id(p) not in held] if getattr(model, "amdm", None) is not None else []
     branches = [p for p in branch_parameters(model) if id(p) not in held]
     taken = {id(p) for p in amdm + branches} | held
     groups = [{"params": [p for p in model.parameters() if id(p) not in taken]},
@@ -60,6 +71,9 @@ def make_optimizer(model, cfg) -> torch.optim.Optimizer:
               {"params": inputs, "weight_decay": cfg.input_weight_decay}]
     if amdm:
         groups.append({"params": amdm, "lr": cfg.lr * cfg.amdm_lr_scale})
+    if fusion_inputs:
+        groups.append({"params": fusion_inputs, "lr": cfg.lr * cfg.amdm_lr_scale,
+                       "weight_decay": cfg.fusion_input_weight_decay})
     groups = [g for g in groups if g["params"]]
     return Adam(groups, lr=cfg.lr, weight_decay=cfg.weight_decay, **kernels(model.parameters()))
 

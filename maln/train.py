@@ -51,6 +51,7 @@ class TrainConfig:
     weight_decay: float
     branch_weight_decay: float
     input_weight_decay: float | None
+    fusion_input_weight_decay: float | None
     label_smoothing: float
     distill: float
     loss_weights: LossWeights

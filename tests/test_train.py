@@ -314,6 +314,21 @@ def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synth
             assert g["lr"] == pytest.approx(run.train_cfg.lr * (4 if members <= amdm else 1))
             assert g["weight_decay"] == (2e-2 if members <= inputs else 5e-3 if members <= branches else 1e-4)
         assert len(groups) == (4 if amdm else 2)
+    # the fusion path's input weights (AMDM's specific and common encoders on the features) in a group of their own
+    from maln.optim import fusion_input_parameters
+
+    run = Run(load_params(synthetic_project / "params.yaml", ["train.amdm_lr_scale=4",
+                                                              "train.fusion_input_weight_decay=3.0e-2"]),
+              "synthetic-iemocap", "full", threads=1)
+    model = run.build_model(0)
+    groups = make_optimizer(model, run.train_cfg).param_groups
+    assert sorted(id(p) for g in groups for p in g["params"]) == sorted(id(p) for p in model.parameters())
+    fusion_inputs = {id(p) for p in fusion_input_parameters(model)}
+    assert len(fusion_inputs) == 2 * len(model.modalities)
+    held = [g for g in groups if {id(p) for p in g["params"]} == fusion_inputs]
+    assert len(held) == 1 and held[0]["weight_decay"] == 3e-2 and held[0]["lr"] == pytest.approx(4 * run.train_cfg.lr)
+    assert all(p.shape[1] == model.amdm.specific[m][0].in_features  # they read the input features
+               for m, p in zip(model.modalities, fusion_input_parameters(model)))
 
 
 def test_our_adam_steps_exactly_as_torchs_and_their_states_are_interchangeable():
