@@ -162,7 +162,7 @@ def dataset_overrides(params: dict, dataset: str, configuration: str | None = No
     entry = params["datasets"][dataset]
     budget = (params.get("budgets") or {}).get(entry["budget"], {}) if "budget" in entry else {}
     chosen = dict(params["configurations"][configuration or params["configuration"]])
-    defaults = chosen.pop("defaults", {})  # what a budget may change (the paper's optimisation: its rate, batch)
+    defaults = chosen.pop("defaults", {})  # what a budget may change (the paper's: the authors' rate)
     return deep_merge(deep_merge(deep_merge(defaults, budget), chosen), entry.get("overrides", {}))
 
 
