@@ -51,7 +51,7 @@ from maln.config import load_params  # noqa: E402
 from maln.data import synthetic  # noqa: E402
 from maln.data.prepare import prepare  # noqa: E402
 from maln import selection  # noqa: E402
-from maln.inference import autocast, fit_eraser, fit_prediction, metrics_of, predict  # noqa: E402
+from maln.inference import autocast, fit_eraser, fit_prediction, metrics_of, precision, predict  # noqa: E402
 from maln.model.amdm import ADVERSARIES  # noqa: E402
 from maln.train import Run, make_optimizer, train_epoch  # noqa: E402
 
@@ -91,11 +91,11 @@ def build(shape: str, root: Path, dialogues: int | None = None):
     return p
 
 
-def set_adversary(params_path: Path, adversary: str) -> None:
+def set_value(params_path: Path, section: str, key: str, value) -> None:
     import yaml
 
     data = yaml.safe_load(params_path.read_text())
-    data["model"]["adversary"] = adversary
+    data[section][key] = value
     params_path.write_text(yaml.safe_dump(data, sort_keys=False))
 
 
@@ -108,7 +108,7 @@ def plain_epoch(run: Run, model, dialogues, optimizer, rng) -> None:
         b = run.data.batch(order[i:i + cfg.batch_dialogues])
         with autocast(run.device, cfg.bf16):
             out = model(b.features, b.speakers, b.mask, b.lengths)
-        terms = model.loss(out, b.labels, b.mask, cfg.loss_weights)
+            terms = model.loss(out, b.labels, b.mask, cfg.loss_weights)
         optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
         if cfg.grad_clip:
@@ -189,6 +189,8 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
         "train_s": statistics.median(train_s), "eval_s": statistics.median(eval_s), "test_s": statistics.median(test_s),
         "refit_s": statistics.median(refit_s), "valid_s": statistics.median(valid_s), "valid_dialogues": len(valid),
         "adversary": run.model_cfg.adversary,
+        # nn.GRU (the plain path) ignores the bf16 products, which only maln.model.fast_gru computes
+        "precision": precision(run.device, run.train_cfg.bf16) if path == "fast" else "float32",
         "utt_per_s": utterances / statistics.median(train_s), "peak_mib": peak,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "dialogues": len(dialogues),
         "utterances": utterances, "teachers_s": teachers_s, "run_epochs": run.train_cfg.epochs,
@@ -198,20 +200,21 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
 def table(rows: list[dict], epochs: int, authors: dict | None = None) -> str:
     head = ("| shape | path | device | threads | train s/epoch | eval s/pass | train utt/s | peak MiB | params (M) |\n"
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
-    lines = [f"| {r['shape']} ({r['dialogues']} dialogues, {r['utterances']} utt.) | {r['path']}, {r['adversary']} | "
+    lines = [f"| {r['shape']} ({r['dialogues']} dialogues, {r['utterances']} utt.) | {r['path']}, {r['adversary']}, "
+             f"{r['precision']} | "
              f"{r['device']} | {r['threads']} | {r['train_s']:.2f} | {r['eval_s']:.2f} | {r['utt_per_s']:.0f} | "
              f"{r['peak_mib']:.0f} | {r['params_m']:.1f} |" for r in rows]
     fast = [r for r in rows if r["path"] == "fast"]
     notes = [f"- Recording the test curve (train.record_test_curve) adds one pass over the test split per epoch: "
-             f"{r['test_s']:.2f} s at the {r['shape']} shape on {r['device']}, {100 * r['test_s'] / r['train_s']:.0f} % of a "
+             f"{r['test_s']:.2f} s at the {r['shape']} shape on {r['device']} ({r['precision']}), {100 * r['test_s'] / r['train_s']:.0f} % of a "
              f"training epoch." for r in fast]
     notes += [f"- Fitting the regressions (the branches' teachers, train.distill, and the linear heads, model.linear_head) "
               f"takes {r['teachers_s']:.1f} s once per run at the "
-              f"{r['shape']} shape on {r['device']}: {r['teachers_s'] / r['run_epochs']:.2f} s an epoch over a run's "
+              f"{r['shape']} shape on {r['device']} ({r['precision']}): {r['teachers_s'] / r['run_epochs']:.2f} s an epoch over a run's "
               f"{r['run_epochs']} epochs (counted in the epoch with everything it needs, below)." for r in fast
               if r.get("teachers_s")]
     notes += [f"- The {r['adversary']} adversary refits its statistics on the training split after every epoch: "
-              f"{r['refit_s']:.2f} s at the {r['shape']} shape on {r['device']}, {100 * r['refit_s'] / r['train_s']:.0f} % of "
+              f"{r['refit_s']:.2f} s at the {r['shape']} shape on {r['device']} ({r['precision']}), {100 * r['refit_s'] / r['train_s']:.0f} % of "
               f"a training epoch." for r in fast if r["adversary"] == "erasure"]
     text = head + "\n".join(lines) + (f"\n\nMedian of {epochs} epochs after one warm-up epoch; each row runs in its own "
                                       "process; peak memory is that process's maximum RSS on CPU and torch's peak "
@@ -227,7 +230,7 @@ def table(rows: list[dict], epochs: int, authors: dict | None = None) -> str:
         for r in ours:
             fit = r["teachers_s"] / r["run_epochs"]  # once per run, shared by its epochs
             total = r["train_s"] + (r["refit_s"] if r["adversary"] == "erasure" else 0.0) + r["valid_s"] + fit
-            text += (f"| this project's, {r['adversary']} ({r['dialogues']} dialogues, validation "
+            text += (f"| this project's, {r['adversary']}, {r['precision']} ({r['dialogues']} dialogues, validation "
                      f"{r['valid_dialogues']}) | {r['train_s']:.2f} | "
                      f"{r['refit_s'] if r['adversary'] == 'erasure' else 0:.2f} | {r['valid_s']:.2f} | {fit:.2f} | {total:.2f} | "
                      f"{r['params_m']:.1f} | {authors['seconds_per_epoch'] / total:.2f}x |\n")
@@ -300,6 +303,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", default="full", help=argparse.SUPPRESS)
     ap.add_argument("--adversary", nargs="+", choices=ADVERSARIES,
                     help="measure each of these model.adversary modes side by side (default: params.yaml's)")
+    ap.add_argument("--float32", action="store_true",
+                    help="time this project's epochs with train.bf16 false too (float32 everywhere), side by side")
     ap.add_argument("--dialogues", type=int, help="training dialogues (default: the shape's; fewer for a quick check)")
     ap.add_argument("--authors", type=Path, help="a checkout of github.com/rmjrmj/MALN: time their model in this run too")
     ap.add_argument("--out", type=Path, help="also write the table as Markdown here")
@@ -321,11 +326,15 @@ def main(argv=None) -> int:
                 for path in args.path:
                     for adversary in args.adversary or [None]:
                         if adversary is not None:  # the same project, only model.adversary changed
-                            set_adversary(params.path, adversary)
-                        r = measure_in_child(params.path, shape, device, args.threads, args.epochs, path)
-                        rows.append(r)
-                        print(f"{shape} {path} {r['adversary']} {r['device']}: {r['train_s']:.2f} s/epoch, "
-                              f"{r['eval_s']:.2f} s/eval, {r['refit_s']:.2f} s refit", file=sys.stderr, flush=True)
+                            set_value(params.path, "model", "adversary", adversary)
+                        for bf16 in (True, False) if args.float32 else (None,):
+                            if bf16 is not None:  # the same project, only train.bf16 changed
+                                set_value(params.path, "train", "bf16", bf16)
+                            r = measure_in_child(params.path, shape, device, args.threads, args.epochs, path)
+                            rows.append(r)
+                            print(f"{shape} {path} {r['adversary']} {r['device']} {r['precision']}: {r['train_s']:.2f} "
+                                  f"s/epoch, {r['eval_s']:.2f} s/eval, {r['refit_s']:.2f} s refit", file=sys.stderr,
+                                  flush=True)
     authors = None
     if args.authors and "iemocap" in args.shape and "cpu" in args.device:
         sys.path.insert(0, str(Path(__file__).resolve().parent))

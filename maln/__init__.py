@@ -29,7 +29,9 @@ def _pin_cpu_kernels() -> None:
     imports maln, before it imports torch or numpy, therefore asks for the AVX2 kernels there,
     unless the environment has chosen already (ATEN_CPU_CAPABILITY=avx512, OPENBLAS_CORETYPE=SkylakeX
     and an empty NPY_DISABLE_CPU_FEATURES give the libraries their own choice back). It costs about
-    6 % of a training run. MKL keeps its own dispatch: MKL_CBWR=AVX2 changed the results."""
+    6 % of a training run. MKL keeps its own dispatch: MKL_CBWR=AVX2 changed the results. oneDNN is
+    not pinned: float32 training never reaches it, and capped at AVX2 it multiplies bf16 (train.bf16
+    on a CPU with AMX) 100x slower than with AMX."""
     if platform.machine().lower() not in ("x86_64", "amd64"):
         return
     try:
@@ -44,7 +46,7 @@ def _pin_cpu_kernels() -> None:
     numpy_targets = ("X86_V4 AVX512_ICL AVX512_SPR" if numpy and tuple(map(int, numpy.groups())) >= (2, 4)
                      else "AVX512F AVX512CD AVX512_KNL AVX512_KNM AVX512_SKX AVX512_CLX AVX512_CNL "
                           "AVX512_ICL AVX512_SPR")
-    pins = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "OPENBLAS_CORETYPE": "Haswell",
+    pins = {"ATEN_CPU_CAPABILITY": "avx2", "OPENBLAS_CORETYPE": "Haswell",
             "NPY_DISABLE_CPU_FEATURES": numpy_targets}
     for name, value in pins.items():
         os.environ.setdefault(name, value)

@@ -5,6 +5,7 @@ Training (maln/train.py) and evaluation of saved checkpoints (maln/evaluate.py) 
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,7 @@ from maln import chain
 from maln.combination import choose_combination, combine, posterior
 from maln.data.batching import DeviceData
 from maln.metrics import classification_metrics
+from maln.model.fast_gru import products_in
 
 
 @dataclass
@@ -33,9 +35,29 @@ class Predictions:
         return self.probs.argmax(1)
 
 
+def cpu_bf16() -> bool:
+    """Whether this CPU multiplies bf16 matrices natively (AMX) and oneDNN may use them (capped
+    below AMX by ONEDNN_MAX_CPU_ISA, bf16 products are emulated, about 100x slower)."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA", "ALL").upper()
+    amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()  # private in torch 2.x: absent is no
+    return bool(amx) and (cap == "ALL" or "AMX" in cap)
+
+
+def precision(device: torch.device, bf16: bool) -> str:
+    """What `autocast` computes in, for a run's metrics.json (results differ between the two)."""
+    if device.type == "cuda" and bf16:
+        return "bf16 autocast"
+    return "bf16 GRU products (AMX)" if device.type == "cpu" and bf16 and cpu_bf16() else "float32"
+
+
 def autocast(device: torch.device, bf16: bool):
+    """train.bf16's context: autocast on CUDA; on a CPU with AMX, the GRUs' matrix products in bf16
+    (products_in; all of autocast there would need torch's AVX-512 kernels, which maln pins to AVX2
+    for the same numbers on every host, maln/__init__.py); else float32."""
     if device.type == "cuda" and bf16:
         return torch.autocast("cuda", dtype=torch.bfloat16)
+    if device.type == "cpu" and bf16 and cpu_bf16():
+        return products_in(torch.bfloat16)
     return contextlib.nullcontext()
 
 

@@ -30,7 +30,7 @@ from maln.data.store import Store, load_store
 from maln.devices import Placement, place
 from maln.errors import ConfigError, MalnError
 from maln import selection
-from maln.inference import autocast, fit_eraser, fit_prediction, head_scores, metrics_of, predict
+from maln.inference import autocast, fit_eraser, fit_prediction, head_scores, metrics_of, precision, predict
 from maln.model.config import ModelConfig
 from maln.model.maln import MALN, LossWeights
 from maln.model.variants import get as get_variant
@@ -213,7 +213,8 @@ def finish(run: Run, model, seed, out_dir, config, config_hash, state, n_params,
         **({"decoding": state["decoding"]} if state["decoding"] else {}),
         **({"selected_epochs": selection.epochs(state)} if selection.epochs(state) else {}),
         "best_epoch": state["best_epoch"], "epochs_run": state["epoch"], "stopped_early": state["epoch"] < run.train_cfg.epochs,
-        "device": run.placement.describe(), "threads": torch.get_num_threads(), "parameters": n_params,
+        "device": run.placement.describe(), "precision": precision(run.device, run.train_cfg.bf16),
+        "threads": torch.get_num_threads(), "parameters": n_params,
         "config_hash": config_hash, "store_hash": run.store.hash, "config": config,
         "versions": {"maln": maln.__version__, "torch": torch.__version__, "python": platform.python_version()},
     }
@@ -253,9 +254,9 @@ def train_epoch(run: Run, step, model, batches, optimizer, weights, class_weight
     sums, total = {}, 0
     for idx in batches:
         b = run.data.batch(idx)
-        with autocast(run.device, run.train_cfg.bf16):
-            out = step(b.features, b.speakers, b.mask, b.lengths)
-        terms = model.loss(out, b.labels, b.mask, weights, class_weights, run.train_cfg.label_smoothing)
+        with autocast(run.device, run.train_cfg.bf16):  # the losses too: under CUDA's autocast the
+            out = step(b.features, b.speakers, b.mask, b.lengths)  # discriminator reads bf16 features
+            terms = model.loss(out, b.labels, b.mask, weights, class_weights, run.train_cfg.label_smoothing)
         if run.train_cfg.distill:
             heads = out.aux_logits if model.multimodal else {model.modalities[0]: out.logits}
             terms["distill"] = distillation(run.teachers.fit(), heads, b.rows, b.mask)

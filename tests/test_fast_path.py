@@ -1,6 +1,8 @@
 """The fast CPU path (training and evaluation) computes what the plain path computes."""
 
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -8,7 +10,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from maln.model.context import ContextEncoder
 from maln.model.dropout import Dropout, dropout
-from maln.model.fast_gru import bidirectional_gru
+from maln.model.fast_gru import bidirectional_gru, products_in
 
 
 def reference(gru, x, lengths):
@@ -31,6 +33,38 @@ def test_fused_gru_matches_nn_gru_exactly_in_double_precision(layers):
     grads_b = torch.autograd.grad((b * g).sum(), [x, *gru.parameters()])
     for ga, gb in zip(grads_a, grads_b):
         torch.testing.assert_close(gb, ga, atol=1e-12, rtol=1e-12)
+
+
+def test_fused_gru_with_bf16_products_stays_float32_and_close_to_the_float32_gru():
+    """train.bf16 on a CPU with AMX: only the matrix products are bf16 (8 mantissa bits, float32
+    accumulation); outputs and gradients are float32 and within bf16's rounding of the exact ones."""
+    torch.manual_seed(0)
+    gru = torch.nn.GRU(16, 32, 2, batch_first=True, bidirectional=True)
+    x = torch.randn(4, 11, 16, requires_grad=True)
+    lengths = torch.tensor([11, 5, 8, 2])
+    exact = bidirectional_gru(gru, x, lengths)
+    with products_in(torch.bfloat16):
+        low = bidirectional_gru(gru, x, lengths)
+    assert low.dtype == torch.float32
+    assert 0 < (low - exact).abs().max() < 0.02  # bf16 rounding: 2^-8 of each product's terms
+    g = torch.randn_like(exact)
+    grads_exact = torch.autograd.grad((exact * g).sum(), [x, *gru.parameters()])
+    grads_low = torch.autograd.grad((low * g).sum(), [x, *gru.parameters()])
+    for ge, gl in zip(grads_exact, grads_low):
+        assert gl.dtype == torch.float32
+        assert (gl - ge).norm() < 0.03 * ge.norm()
+    assert torch.equal(bidirectional_gru(gru, x, lengths), exact)  # the context restores float32
+
+
+def test_cpu_bf16_needs_onednn_allowed_to_use_amx(monkeypatch):
+    from maln import inference
+
+    cpu = torch.device("cpu")
+    assert isinstance(inference.autocast(cpu, False), contextlib.nullcontext)
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", "AVX2")  # oneDNN without AMX: bf16 products 100x slower
+    assert not inference.cpu_bf16()
+    assert isinstance(inference.autocast(cpu, True), contextlib.nullcontext)
+    assert inference.precision(cpu, True) == "float32"  # what the run's metrics.json records
 
 
 def test_cpu_dropout_keeps_1_minus_p_scaled_and_passes_gradients_through_the_kept_units():
@@ -101,10 +135,13 @@ def test_benchmark_script_runs(tmp_path):
 
     out = tmp_path / "speed.md"
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks/speed.py"), "--shape", "meld", "--dialogues", "12",
-                           "--epochs", "1", "--threads", "1", "--out", str(out)], capture_output=True, text=True, timeout=600)
+                           "--epochs", "1", "--threads", "1", "--float32", "--out", str(out)], capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     table = out.read_text()
-    assert "| meld (12 dialogues" in table and "| fast, erasure | cpu |" in table and "| plain, erasure | cpu |" in table
+    assert "| meld (12 dialogues" in table
+    for path in ("fast", "plain"):  # --float32: each path with params.yaml's train.bf16 and with float32 everywhere
+        assert table.count(f"| {path}, erasure, ") == 2 and f"| {path}, erasure, float32 | cpu |" in table
     assert "refits its statistics on the training split" in table
 
 
@@ -162,3 +199,19 @@ def test_the_authors_timing_harness_calls_their_model_as_their_training_script_d
     missing = subprocess.run([sys.executable, str(REPO / "benchmarks/authors_speed.py"), "--authors", str(tmp_path)],
                              capture_output=True, text=True, timeout=60)
     assert missing.returncode != 0 and "has no MALN_model_fix.py" in missing.stderr
+
+
+def test_a_training_step_runs_under_bf16_autocast_as_on_cuda(synthetic_project, monkeypatch):
+    """train.bf16 on CUDA autocasts the model's forward pass; its losses must run under the same
+    autocast (the discriminator reads bf16 features). Checked here with the CPU's autocast."""
+    from maln import train
+    from maln.config import load_params
+    from maln.optim import make_optimizer
+
+    monkeypatch.setattr(train, "autocast", lambda device, bf16: torch.autocast("cpu", dtype=torch.bfloat16))
+    run = train.Run(load_params(synthetic_project / "params.yaml"), "synthetic-iemocap", "full", threads=1)
+    model = run.build_model(0)
+    batches = run.data.training_batches(run.splits["train"][:8], 4, np.random.default_rng(0))
+    losses = train.train_epoch(run, model, model, batches, make_optimizer(model, run.train_cfg),
+                               run.train_cfg.loss_weights, None)
+    assert np.isfinite(losses["loss"]) and losses["discriminator"] > 0

@@ -17,6 +17,7 @@ Equations and weight layout are nn.GRU's (gates r, z, n):
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
@@ -32,13 +33,18 @@ class _BiGRULayer(torch.autograd.Function):
     step, so every step is one batched product for the two."""
 
     @staticmethod
-    def forward(ctx, x, batch_sizes, w_ih, w_hh, b_ih, b_hh):
+    def forward(ctx, x, batch_sizes, w_ih, w_hh, b_ih, b_hh, products=None):
+        # products: the dtype of every matrix product (products_in), whose results come back in x's;
+        # None: x's. A cast to x's own dtype is free: the float32 path is unchanged by it
         hidden = w_hh.shape[2]
         n_rows = x.shape[1]
-        gi = torch.baddbmm(b_ih[:, None, :], x, w_ih.transpose(1, 2))  # [2, N, 3H]: all input projections
+        low = products or x.dtype
+        x_low = x.to(low)
+        gi = torch.baddbmm(b_ih[:, None, :].to(low), x_low, w_ih.to(low).transpose(1, 2)).to(x.dtype)  # [2, N, 3H]: all input projections
         # W_hh^T laid out contiguously: a step's small product runs 1.3-2x faster on it than on the
         # transposed view; transposed per direction, as 2-D copies are 2-3x faster than a 3-D one
-        w_hh_t = torch.stack([w.t().contiguous() for w in w_hh])
+        w_hh_t = torch.stack([w.t().to(low).contiguous() for w in w_hh])
+        b_hh_low = b_hh[:, None, :].to(low)
         out = x.new_empty(2, n_rows, hidden)
         gates = x.new_empty(2, n_rows, 4 * hidden)  # per row: r, z, n, W_hn h + b_hn (for the backward pass)
         h = x.new_zeros(2, batch_sizes[0], hidden)
@@ -46,23 +52,25 @@ class _BiGRULayer(torch.autograd.Function):
         for b in batch_sizes:
             end = start + b
             h = h[:, :b]
-            gh = torch.baddbmm(b_hh[:, None, :], h, w_hh_t)
+            gh = torch.baddbmm(b_hh_low, h.to(low), w_hh_t).to(x.dtype)
             g = gates[:, start:end]
             rz = torch.add(gi[:, start:end, :2 * hidden], gh[..., :2 * hidden], out=g[..., :2 * hidden]).sigmoid_()
             h_n = g[..., 3 * hidden:].copy_(gh[..., 2 * hidden:])
             n = torch.addcmul(gi[:, start:end, 2 * hidden:], rz[..., :hidden], h_n, out=g[..., 2 * hidden:3 * hidden]).tanh_()
             h = torch.lerp(n, h, rz[..., hidden:], out=out[:, start:end])  # (1 - z) n + z h
             start = end
-        ctx.batch_sizes = batch_sizes
-        ctx.save_for_backward(x, w_ih, w_hh, out, gates)
+        ctx.batch_sizes, ctx.products = batch_sizes, products
+        ctx.save_for_backward(x_low, w_ih, w_hh, out, gates)
         return out
 
     @staticmethod
     def backward(ctx, d_out):
-        x, w_ih, w_hh, out, gates = ctx.saved_tensors
+        x_low, w_ih, w_hh, out, gates = ctx.saved_tensors
         batch_sizes = ctx.batch_sizes
         hidden = w_hh.shape[2]
         n_rows = d_out.shape[1]
+        f, low = d_out.dtype, ctx.products or d_out.dtype
+        w_hh_low = w_hh.to(low)
         d_gi = d_out.new_empty(2, n_rows, 3 * hidden)
         d_gh = d_out.new_empty(2, n_rows, 3 * hidden)  # d(W_hh h + b_hh): r and z parts equal d_gi's
         h_prev = d_out.new_zeros(2, n_rows, hidden)  # h_{t-1} of every row: last step's outputs, shifted
@@ -90,11 +98,29 @@ class _BiGRULayer(torch.autograd.Function):
             torch.mul(dh, dz_dh[:, start:end], out=dgh[..., hidden:2 * hidden])
             torch.mul(dn, dr_dn[:, start:end], out=dgh[..., :hidden])
             torch.mul(dn, r[:, start:end], out=dgh[..., 2 * hidden:])
-            carry = torch.baddbmm(dh * z[:, start:end], dgh, w_hh)  # dL/dh_{t-1} = z dh + [dr, dz, dn r] W_hh
+            # dL/dh_{t-1} = z dh + [dr, dz, dn r] W_hh
+            carry = torch.baddbmm((dh * z[:, start:end]).to(low), dgh.to(low), w_hh_low).to(f)
         d_gi[..., :2 * hidden] = d_gh[..., :2 * hidden]  # r and z: the input and recurrent pre-activations share them
-        d_x = torch.bmm(d_gi, w_ih) if ctx.needs_input_grad[0] else None  # the raw features need none
-        return d_x, None, torch.bmm(d_gi.transpose(1, 2), x), torch.bmm(d_gh.transpose(1, 2), h_prev), \
-            d_gi.sum(1), d_gh.sum(1)
+        d_gi_low, d_gh_low = d_gi.to(low), d_gh.to(low)
+        d_x = torch.bmm(d_gi_low, w_ih.to(low)).to(f) if ctx.needs_input_grad[0] else None  # the raw features need none
+        d_w_ih = torch.bmm(d_gi_low.transpose(1, 2), x_low).to(f)
+        d_w_hh = torch.bmm(d_gh_low.transpose(1, 2), h_prev.to(low)).to(f)
+        return d_x, None, d_w_ih, d_w_hh, d_gi.sum(1), d_gh.sum(1), None
+
+
+_products = None  # the dtype of the GRU's matrix products where not its inputs' (products_in)
+
+
+@contextlib.contextmanager
+def products_in(dtype: torch.dtype | None):
+    """The GRU's matrix products in `dtype` (bf16 where the CPU multiplies it natively: AMX), with
+    float32 accumulation, while the state, the gates and the gradients stay in float32."""
+    global _products
+    before, _products = _products, dtype
+    try:
+        yield
+    finally:
+        _products = before
 
 
 def packing(lengths: torch.Tensor, steps: int):
@@ -137,7 +163,7 @@ def bidirectional_gru(gru: torch.nn.GRU, x: torch.Tensor, lengths: torch.Tensor)
     for layer in range(gru.num_layers):
         weights = [torch.stack([getattr(gru, f"{name}_l{layer}"), getattr(gru, f"{name}_l{layer}_reverse")])
                    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
-        out_f, out_r = _BiGRULayer.apply(torch.stack([f_in, r_in]), batch_sizes, *weights)
+        out_f, out_r = _BiGRULayer.apply(torch.stack([f_in, r_in]), batch_sizes, *weights, _products)
         out_r_in_f = torch.empty_like(out_r).index_copy(0, rev_in_f, out_r)  # reversed outputs, forward order
         both = torch.cat([out_f, out_r_in_f], 1)  # [N, 2H] in forward packed order
         if layer < gru.num_layers - 1:
