@@ -189,8 +189,8 @@ def measure(params, shape: str, device: str, threads: int, epochs: int, path: st
         "train_s": statistics.median(train_s), "eval_s": statistics.median(eval_s), "test_s": statistics.median(test_s),
         "refit_s": statistics.median(refit_s), "valid_s": statistics.median(valid_s), "valid_dialogues": len(valid),
         "adversary": run.model_cfg.adversary,
-        # nn.GRU (the plain path) ignores the bf16 products, which only maln.model.fast_gru computes
-        "precision": precision(run.device, run.train_cfg.bf16) if path == "fast" else "float32",
+        # on the CPU, nn.GRU (the plain path) ignores the bf16 products, which only maln.model.fast_gru computes
+        "precision": precision(run.device, run.train_cfg.bf16) if path == "fast" or device == "cuda" else "float32",
         "utt_per_s": utterances / statistics.median(train_s), "peak_mib": peak,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6, "dialogues": len(dialogues),
         "utterances": utterances, "teachers_s": teachers_s, "run_epochs": run.train_cfg.epochs,

@@ -93,7 +93,7 @@ def cmd_evaluate(args) -> int:
 
     from maln.evaluate import evaluate_checkpoint
 
-    result, stored = evaluate_checkpoint(args.checkpoint, args.store)
+    result, stored, note = evaluate_checkpoint(args.checkpoint, args.store)
     keys = ("accuracy", "weighted_f1", "macro_f1", "waa")
     print(json.dumps({k: result[k] for k in keys} | {"per_class": result["per_class"]}, indent=2))
     if stored is None:
@@ -102,7 +102,8 @@ def cmd_evaluate(args) -> int:
         print(f"equal to {Path(args.checkpoint).with_name('metrics.json')} (test split)", file=sys.stderr)
         return 0
     diff = {k: (stored.get(k), result.get(k)) for k in keys if stored.get(k) != result.get(k)}
-    raise MalnError(f"test metrics differ from {Path(args.checkpoint).with_name('metrics.json')}: {diff or 'per-class values'}")
+    raise MalnError(f"test metrics differ from {Path(args.checkpoint).with_name('metrics.json')}: {diff or 'per-class values'}"
+                    + (f" ({note})" if note else ""))
 
 
 def cmd_predict(args) -> int:

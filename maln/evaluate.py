@@ -12,7 +12,7 @@ import torch
 from maln import io
 from maln.data.batching import DeviceData
 from maln.errors import MalnError
-from maln.inference import metrics_of, predict
+from maln.inference import metrics_of, precision, predict
 
 
 def load_checkpoint(path: str | Path) -> dict:
@@ -63,8 +63,10 @@ def build_from_checkpoint(ckpt: dict, device: torch.device, path: str | Path | N
     return model.to(device)
 
 
-def evaluate_checkpoint(checkpoint: str | Path, store_path: str | Path | None = None) -> tuple[dict, dict | None]:
-    """Test metrics recomputed from model.pt and the store; and the run's stored ones, if any."""
+def evaluate_checkpoint(checkpoint: str | Path, store_path: str | Path | None = None) -> tuple[dict, dict | None, str]:
+    """Test metrics recomputed from model.pt and the store on the CPU, in the precision the run's
+    train.bf16 gives here; the run's stored ones, if any; and a note where the run computed in
+    another precision (its numbers may then differ in the last predictions), else ""."""
     from maln.data.store import load_store
 
     from maln import readback
@@ -77,14 +79,18 @@ def evaluate_checkpoint(checkpoint: str | Path, store_path: str | Path | None = 
         raise MalnError(f"{store.path} is not the store this model was trained on "
                         f"(store {store.hash[:12]}, model trained on {ckpt['store_hash'][:12]}); prepare it again")
     metrics_path = checkpoint.with_name("metrics.json")
-    stored = None
-    if os.path.lexists(metrics_path):  # read (and checked) before the work, not after it
-        stored = readback.read_metrics(metrics_path, readback.folder_remedy(checkpoint.parent))["test"]
+    stored, note = None, ""
     device = torch.device("cpu")
+    here = precision(device, cfg["train"]["bf16"])
+    if os.path.lexists(metrics_path):  # read (and checked) before the work, not after it
+        run = readback.read_metrics(metrics_path, readback.folder_remedy(checkpoint.parent))
+        stored = run["test"]
+        if run.get("precision", "float32") != here:  # older runs computed in float32 on the CPU
+            note = f"the run computed in {run.get('precision', 'float32')}, this evaluation in {here}"
     model = build_from_checkpoint(ckpt, device, checkpoint)
     data = DeviceData(store, model.modalities, device)
-    p = predict(model, data, store.dialogues("test"), cfg["train"]["batch_dialogues"])
-    return metrics_of(p, store.class_names), stored
+    p = predict(model, data, store.dialogues("test"), cfg["train"]["batch_dialogues"], cfg["train"]["bf16"])
+    return metrics_of(p, store.class_names), stored, note
 
 
 def predict_file(checkpoint: str | Path, input_path: str | Path, layout: str | None = None,
@@ -125,7 +131,8 @@ def predict_file(checkpoint: str | Path, input_path: str | Path, layout: str | N
             raise MalnError(f"{input_path}: a dialogue has {store.lengths().max()} utterances; the model's "
                             f"position embeddings cover {limit} (model.sclm.max_positions)")
         data = DeviceData(store, model.modalities, device)
-        p = predict(model, data, store.dialogues("test"), ckpt["config"]["train"]["batch_dialogues"])
+        p = predict(model, data, store.dialogues("test"), ckpt["config"]["train"]["batch_dialogues"],
+                    ckpt["config"]["train"]["bf16"])
         from maln.runs import write_predictions
 
         output = Path(output) if output else input_path.with_name(f"predictions-{input_path.stem}.csv")

@@ -242,6 +242,24 @@ def test_metrics_agree_with_scikit_learn():
     assert m["waa"] == pytest.approx(m["accuracy"])
 
 
+def test_evaluate_says_when_the_run_computed_in_another_precision(trained, synthetic_project, tmp_path):
+    """A run trained with bf16 (CUDA's autocast, or a CPU's AMX) and evaluated where that precision
+    is not available may differ in a last prediction: `maln evaluate` names both precisions."""
+    import shutil
+
+    from maln.evaluate import evaluate_checkpoint
+
+    out, _ = trained
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    store = synthetic_project / "data/features/synthetic-iemocap"
+    assert evaluate_checkpoint(copy / "model.pt", store)[2] == ""  # trained and evaluated in float32
+    metrics = json.loads((copy / "metrics.json").read_text())
+    (copy / "metrics.json").write_text(json.dumps(metrics | {"precision": "bf16 autocast"}))
+    result, stored, note = evaluate_checkpoint(copy / "model.pt", store)
+    assert result == stored and note == "the run computed in bf16 autocast, this evaluation in float32"
+
+
 def test_hostile_checkpoint_is_refused(synthetic_project, tmp_path):
     class Evil:
         def __reduce__(self):
