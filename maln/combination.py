@@ -22,7 +22,7 @@ def combine(log_probs: list, weights, log_prior: np.ndarray) -> np.ndarray:
     return sum(wk * lp for wk, lp in zip(weights, log_probs)) - (weights.sum() - 1) * log_prior
 
 
-def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, anchor) -> np.ndarray:
+def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray, anchor, keep=()) -> np.ndarray:
     """Weights of classifiers combined by Bayes' rule (MALN.combine), chosen on (validation)
     utterances by the log-likelihood of the gold labels under the combined posterior: the
     anchor's weight is 1, every other from COMBINATION_GRID; with several anchors (a tuple), each
@@ -32,14 +32,16 @@ def choose_combination(log_probs: list, gold: np.ndarray, log_prior: np.ndarray,
     utterances a classifier of pure noise, given weight, wins some of the grid's 5^k comparisons
     by chance (it did on synthetic-iemocap-noise, docs/deviations.md); the likelihood reads
     every utterance's probabilities and a noise classifier lowers it. log_probs: one [N, C] array
-    per classifier, finite (a weight of 0 times -inf is NaN)."""
+    per classifier, finite (a weight of 0 times -inf is NaN). keep: classifiers never at weight 0
+    (a network that must reach the prediction, whichever head is the anchor)."""
     k = len(log_probs)
     grid = []  # every candidate's weights, in the order of the first-wins tie rule below
     for a in np.atleast_1d(anchor):
         for ws in itertools.product(COMBINATION_GRID, repeat=k - 1):
             w = np.zeros(k)
             w[a], w[[j for j in range(k) if j != a]] = 1.0, ws
-            grid.append(w)
+            if all(w[j] > 0 for j in keep):
+                grid.append(w)
     grid = np.array(grid)  # [G, K]
     heads = [np.ascontiguousarray(lp.T) for lp in log_probs]  # [C, N]
     # many candidates at once, classes on the middle axis (numpy reduces a short last axis slowly): 2x

@@ -162,26 +162,36 @@ def decoded_head(model, p: Predictions, name: str) -> np.ndarray:
 
 def _choose_weights(model, log_probs: list, gold) -> np.ndarray:
     """The combination's weights by validation likelihood (maln.combination), set on the model. A single
-    modality's branch is at weight 1, so its network never leaves the prediction, and its regression
-    (model.linear_head) takes a weight of the grid. A multimodal model's modality heads are first weighed
-    the same way with their own regressions (`linear_<m>`), each pair then one head; then text (or the
-    first modality) or the fusion classifier is at weight 1, whichever the likelihood prefers (text on
-    ties), and the others take weights of the grid: a pair's regression ends at its branch's weight
-    times its own. Two stages keep the grid at 5^4 candidates instead of 5^7."""
+    modality's branch and its regression (model.linear_head) are weighed by _with_regression: one at
+    1, the other from the grid, the branch never at 0, so its network never leaves the prediction. A
+    multimodal model's modality heads are first weighed the same way with their own regressions
+    (`linear_<m>`), each pair then one head; then text (or the first modality) or the fusion classifier
+    is at weight 1, whichever the likelihood prefers (text on ties), and the others take weights of the
+    grid: a pair's members end at the pair's weight times their own. Two stages keep the grid at 5^4
+    candidates instead of 5^7."""
     prior, heads = model.log_prior.cpu().numpy(), dict(zip(model.head_names, log_probs))
     if not model.multimodal:
-        w = choose_combination(log_probs, gold, prior, 0)
+        w = _with_regression(log_probs, gold, prior)
     else:
-        own = {m: choose_combination([heads[m], heads[f"linear_{m}"]], gold, prior, 0)[1]
-               if f"linear_{m}" in heads else 0.0 for m in model.modalities}
+        own = {m: _with_regression([heads[m], heads[f"linear_{m}"]], gold, prior)
+               for m in model.modalities if f"linear_{m}" in heads}  # [branch's, regression's] weight
         top = [n for n in model.head_names if not n.startswith("linear_")]
-        pairs = [combine([heads[n], heads[f"linear_{n}"]], np.array([1.0, own[n]]), prior) if own.get(n) else heads[n]
+        pairs = [combine([heads[n], heads[f"linear_{n}"]], own[n], prior) if n in own and own[n][1] else heads[n]
                  for n in top]
         text = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
         v = dict(zip(top, choose_combination(pairs, gold, prior, (text, 0))))
-        w = np.array([v[n] if n in v else v[n[len("linear_"):]] * own[n[len("linear_"):]] for n in model.head_names])
+        w = np.array([v[n[len("linear_"):]] * own[n[len("linear_"):]][1] if n.startswith("linear_")
+                      else v[n] * own[n][0] if n in own else v[n] for n in model.head_names])
     model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
     return w
+
+
+def _with_regression(pair: list, gold, prior) -> np.ndarray:
+    """Weights of a branch and its regression ([branch, regression] log-probabilities): either at 1 and
+    the other from the grid, whichever the validation likelihood prefers, the branch never at 0. With
+    the branch always at 1, a branch worse calibrated than its regression kept its whole weight in
+    the prediction (docs/findings.md, 2026-12-05, twenty-second session)."""
+    return choose_combination(pair, gold, prior, (0, 1), keep=(0,))
 
 
 def fit_combination(model, valid: Predictions) -> dict:

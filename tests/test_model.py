@@ -430,6 +430,28 @@ def test_with_two_anchors_the_better_head_stays_at_one_and_the_other_may_fall():
     assert list(choose_combination([weak, weak], gold, prior, (1, 0))) == [0.0, 1.0]  # a tie: text
 
 
+def test_an_overconfident_branch_yields_the_anchor_to_its_regression_but_keeps_a_weight():
+    """A branch and its regression (model.linear_head): the one the validation likelihood prefers is
+    at 1. A branch sure of every answer and right 60 % of the time, beside a calibrated regression
+    right as often, falls to a weight of the grid, never to 0; a calibrated branch beside a regression of
+    noise keeps 1 and the regression gets 0."""
+    from maln.inference import _with_regression
+
+    rng = np.random.default_rng(0)
+    n, c = 800, 4
+    gold = rng.integers(0, c, n)
+
+    def head(accuracy, sure):
+        p = np.full((n, c), (1 - sure) / (c - 1))
+        p[np.arange(n), np.where(rng.random(n) < accuracy, gold, rng.integers(0, c, n))] = sure
+        return np.log(p / p.sum(1, keepdims=True))
+
+    prior = np.log(np.full(c, 1 / c))
+    w = _with_regression([head(0.6, 0.99), head(0.6, 0.6)], gold, prior)
+    assert w[1] == 1.0 and 0 < w[0] < 1.0
+    assert list(_with_regression([head(0.9, 0.85), head(0.0, 0.5)], gold, prior)) == [1.0, 0.0]  # regression: noise
+
+
 def test_combination_on_a_validation_split_of_400_utterances_rarely_weights_noise():
     """About 400 utterances, as synthetic-iemocap's validation split has: with three classifiers of
     pure noise beside an informative one, the likelihood gives any of them weight in 3 of these 30
