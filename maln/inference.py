@@ -180,8 +180,9 @@ def _choose_weights(model, log_probs: list, gold) -> np.ndarray:
                  for n in top]
         text = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
         v = dict(zip(top, choose_combination(pairs, gold, prior, (text, 0))))
-        w = np.array([v[n[len("linear_"):]] * own[n[len("linear_"):]][1] if n.startswith("linear_")
-                      else v[n] * own[n][0] if n in own else v[n] for n in model.head_names])
+        for m, (branch, regression) in own.items():  # a pair's members: the pair's weight times their own
+            v[m], v[f"linear_{m}"] = v[m] * branch, v[m] * regression
+        w = np.array([v[n] for n in model.head_names])
     model.combination.copy_(torch.as_tensor(w, dtype=torch.float32))
     return w
 
