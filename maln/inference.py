@@ -165,9 +165,11 @@ def _choose_weights(model, log_probs: list, gold) -> np.ndarray:
     modality's branch and its regression (model.linear_head) are weighed by _with_regression: one at
     1, the other from the grid, the branch never at 0, so its network never leaves the prediction. A
     multimodal model's modality heads are first weighed the same way with their own regressions
-    (`linear_<m>`), each pair then one head; then text (or the first modality) or the fusion classifier
-    is at weight 1, whichever the likelihood prefers (text on ties), and the others take weights of the
-    grid: a pair's members end at the pair's weight times their own. Two stages keep the grid at 5^4
+    (`linear_<m>`), each pair then one head; then text (or the first modality), the fusion classifier
+    or the concatenated regression (`linear`) is at weight 1, whichever the likelihood prefers (in that
+    order on ties), the others take weights of the grid, and the fusion classifier is never at 0, so
+    the fusion path always reaches the prediction (docs/findings.md, 2026-12-05, twenty-third session):
+    a pair's members end at the pair's weight times their own. Two stages keep the grid at 5^4
     candidates instead of 5^7."""
     prior, heads = model.log_prior.cpu().numpy(), dict(zip(model.head_names, log_probs))
     if not model.multimodal:
@@ -179,7 +181,8 @@ def _choose_weights(model, log_probs: list, gold) -> np.ndarray:
         pairs = [combine([heads[n], heads[f"linear_{n}"]], own[n], prior) if n in own and own[n][1] else heads[n]
                  for n in top]
         text = 1 + (model.modalities.index("text") if "text" in model.modalities else 0)
-        v = dict(zip(top, choose_combination(pairs, gold, prior, (text, 0))))
+        anchors = (text, 0, *([top.index("linear")] if "linear" in top else []))  # top[0]: the fusion classifier
+        v = dict(zip(top, choose_combination(pairs, gold, prior, anchors, keep=(0,))))
         for m, (branch, regression) in own.items():  # a pair's members: the pair's weight times their own
             v[m], v[f"linear_{m}"] = v[m] * branch, v[m] * regression
         w = np.array([v[n] for n in model.head_names])

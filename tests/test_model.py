@@ -408,9 +408,10 @@ def test_combination_gives_a_classifier_of_noise_no_weight():
 
 
 def test_with_two_anchors_the_better_head_stays_at_one_and_the_other_may_fall():
-    """fit_combination's rule: text or the fusion classifier at weight 1, by validation likelihood.
-    A fusion head that reads the label where text is wrong half the time takes the anchor; where
-    text is the better head, it keeps it; on a tie, text (listed first) keeps it."""
+    """choose_combination with several anchors (the combination's top stage holds text, the fusion
+    classifier or `linear` at weight 1, by validation likelihood; here two of them). A fusion head that
+    reads the label where text is wrong half the time takes the anchor; where text is the better head,
+    it keeps it; on a tie, text (listed first) keeps it."""
     from maln.combination import choose_combination
 
     rng = np.random.default_rng(0)
@@ -450,6 +451,37 @@ def test_an_overconfident_branch_yields_the_anchor_to_its_regression_but_keeps_a
     w = _with_regression([head(0.6, 0.99), head(0.6, 0.6)], gold, prior)
     assert w[1] == 1.0 and 0 < w[0] < 1.0
     assert list(_with_regression([head(0.9, 0.85), head(0.0, 0.5)], gold, prior)) == [1.0, 0.0]  # regression: noise
+
+
+def test_the_concatenated_regression_may_hold_the_anchor_and_the_fusion_classifier_never_leaves():
+    """A multimodal model's top stage: text's pair, the fusion classifier or `linear` (the regression on
+    every modality) at weight 1, by validation likelihood; the fusion classifier never at 0. Beside an
+    overconfident fusion classifier, a calibrated `linear` as accurate takes the anchor and the fusion
+    classifier keeps a weight of the grid; a fusion classifier of pure noise keeps the grid's smallest."""
+    from types import SimpleNamespace
+
+    from maln.combination import COMBINATION_GRID
+    from maln.inference import _choose_weights
+
+    rng = np.random.default_rng(0)
+    n, c = 800, 4
+    gold = rng.integers(0, c, n)
+
+    def head(accuracy, sure):
+        p = np.full((n, c), (1 - sure) / (c - 1))
+        p[np.arange(n), np.where(rng.random(n) < accuracy, gold, rng.integers(0, c, n))] = sure
+        return np.log(p / p.sum(1, keepdims=True))
+
+    names = ("fusion", "text", "linear", "linear_text")
+    model = SimpleNamespace(multimodal=True, modalities=("text",), head_names=names,
+                            log_prior=torch.full((c,), float(np.log(1 / c))), combination=torch.zeros(len(names)))
+    weak = head(0.3, 0.4)
+    w = dict(zip(names, _choose_weights(model, [head(0.7, 0.99), weak, head(0.7, 0.7), weak], gold)))
+    assert w["linear"] == 1.0 and 0 < w["fusion"] < 1.0
+    noise = np.log(rng.dirichlet([0.3] * c, n))
+    w = dict(zip(names, _choose_weights(model, [noise, weak, head(0.7, 0.7), weak], gold)))
+    assert w["linear"] == 1.0 and w["fusion"] == min(g for g in COMBINATION_GRID if g > 0)
+    torch.testing.assert_close(model.combination, torch.tensor([w[n] for n in names], dtype=torch.float32))
 
 
 def test_combination_on_a_validation_split_of_400_utterances_rarely_weights_noise():

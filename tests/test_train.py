@@ -499,3 +499,20 @@ def test_a_single_modality_with_the_linear_head_predicts_with_its_branch_and_its
     assert metrics["heads"]["linear"]["test"]["weighted_f1"] == pytest.approx(baseline["test"]["weighted_f1"], abs=5e-3)
     saved = torch.load(tmp_path / "run" / "model.pt", map_location="cpu", weights_only=False)
     assert saved["best_valid_weighted_f1"] == metrics["valid"]["weighted_f1"]
+
+
+def test_re_choosing_a_runs_weights_with_the_same_rule_gives_its_stored_scores(trained, synthetic_project):
+    """benchmarks/recombine.py measures a change to the combination rule on runs trained before it: its
+    heads' predictions, decoded as the run chose, with the weights chosen again. With the rule that
+    trained the run it must give the run's own weights and stored scores, or its numbers are not a rerun's."""
+    from builders import REPO
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import recombine
+
+    out, _ = trained
+    stored = json.loads((out / "metrics.json").read_text())
+    r = recombine.recombine(out, synthetic_project)
+    assert r["weights"] == {k: v for k, v in stored["combination"].items() if v}
+    for split in ("valid", "test"):
+        assert r["now"][split] == pytest.approx(100 * stored[split]["weighted_f1"], abs=1e-9)
