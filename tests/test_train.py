@@ -314,7 +314,8 @@ def test_amdm_learns_at_its_own_rate_and_every_parameter_is_optimised_once(synth
 
     params = load_params(synthetic_project / "params.yaml", ["train.amdm_lr_scale=4", "train.weight_decay=1.0e-4",
                                                              "train.branch_weight_decay=5.0e-3",
-                                                             "train.input_weight_decay=2.0e-2"])
+                                                             "train.input_weight_decay=2.0e-2",
+                                                             "train.fusion_input_weight_decay=null"])
     for variant in ("full", "text_only"):
         run = Run(params, "synthetic-iemocap", variant, threads=1)
         model = run.build_model(0)
