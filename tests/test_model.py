@@ -1,6 +1,7 @@
 """The model's promises, each checked so that it fails when the behaviour breaks."""
 
 
+import functools
 import itertools
 
 import numpy as np
@@ -431,6 +432,15 @@ def test_with_two_anchors_the_better_head_stays_at_one_and_the_other_may_fall():
     assert list(choose_combination([weak, weak], gold, prior, (1, 0))) == [0.0, 1.0]  # a tie: text
 
 
+def _head(rng, gold, c, accuracy, sure):
+    """Log-probabilities of a classifier right `accuracy` of the time (else a random class), giving its
+    answer probability `sure` and the rest evenly over the other of its `c` classes."""
+    n = len(gold)
+    p = np.full((n, c), (1 - sure) / (c - 1))
+    p[np.arange(n), np.where(rng.random(n) < accuracy, gold, rng.integers(0, c, n))] = sure
+    return np.log(p / p.sum(1, keepdims=True))
+
+
 def test_an_overconfident_branch_yields_the_anchor_to_its_regression_but_keeps_a_weight():
     """A branch and its regression (model.linear_head): the one the validation likelihood prefers is
     at 1. A branch sure of every answer and right 60 % of the time, beside a calibrated regression
@@ -442,10 +452,7 @@ def test_an_overconfident_branch_yields_the_anchor_to_its_regression_but_keeps_a
     n, c = 800, 4
     gold = rng.integers(0, c, n)
 
-    def head(accuracy, sure):
-        p = np.full((n, c), (1 - sure) / (c - 1))
-        p[np.arange(n), np.where(rng.random(n) < accuracy, gold, rng.integers(0, c, n))] = sure
-        return np.log(p / p.sum(1, keepdims=True))
+    head = functools.partial(_head, rng, gold, c)
 
     prior = np.log(np.full(c, 1 / c))
     w = _with_regression([head(0.6, 0.99), head(0.6, 0.6)], gold, prior)
@@ -467,10 +474,7 @@ def test_the_concatenated_regression_may_hold_the_anchor_and_the_fusion_classifi
     n, c = 800, 4
     gold = rng.integers(0, c, n)
 
-    def head(accuracy, sure):
-        p = np.full((n, c), (1 - sure) / (c - 1))
-        p[np.arange(n), np.where(rng.random(n) < accuracy, gold, rng.integers(0, c, n))] = sure
-        return np.log(p / p.sum(1, keepdims=True))
+    head = functools.partial(_head, rng, gold, c)
 
     names = ("fusion", "text", "linear", "linear_text")
     model = SimpleNamespace(multimodal=True, modalities=("text",), head_names=names,
