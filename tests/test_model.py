@@ -307,6 +307,33 @@ def test_class_count_and_dimensions_come_from_the_data():
     assert model.modalities == ("text", "audio")
 
 
+def test_the_fusion_classifiers_experts_are_a_normalised_mixture_of_linear_softmaxes_added_to_its_logits():
+    from dataclasses import replace
+
+    from maln.model.fusion import EmotionClassifier, LinearExperts
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 10)
+    mixture = LinearExperts(10, 4, 3)
+    out = mixture(x)
+    assert out.shape == (3, 5, 4)
+    assert torch.allclose(out.exp().sum(-1), torch.ones(3, 5), atol=1e-6)  # log-probabilities
+    gate = torch.softmax(mixture.gate(x), -1)
+    each = torch.softmax(mixture.experts(x).view(3, 5, 3, 4), -1)
+    assert torch.allclose(out.exp(), (gate[..., None] * each).sum(-2), atol=1e-6)
+    one = LinearExperts(10, 4, 1)  # one expert: a linear softmax classifier, the gate constant
+    assert torch.allclose(one(x), torch.log_softmax(one.experts(x), -1), atol=1e-6)
+    both = EmotionClassifier(10, 8, 4, 0.0, experts=3)
+    assert torch.allclose(both(x), both.net(x) + both.experts(x))
+    # model.fusion_experts reaches the fusion classifier only: not the auxiliary ones, not a single modality's
+    experts = replace(CFG, fusion_experts=4)
+    full = MALN(DIMS, 7, experts, VARIANTS["full"])
+    assert isinstance(full.classifier.experts, LinearExperts) and full.classifier.experts.shape == (4, 7)
+    assert all(aux.experts is None for aux in full.aux.values())
+    assert MALN(DIMS, 7, experts, VARIANTS["text_only"]).classifier.experts is None
+    assert MALN(DIMS, 7, CFG, VARIANTS["full"]).classifier.experts is None
+
+
 def test_variant_missing_its_modality_is_not_applicable():
     with pytest.raises(NotApplicable, match="not applicable: variant visual_only needs the visual modality"):
         MALN({"text": 11, "audio": 13}, 7, CFG, VARIANTS["visual_only"], "meld")

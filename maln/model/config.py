@@ -44,6 +44,7 @@ class ModelConfig:
     modality_dropout: float
     decode: str  # none | chain: the prediction decoded by the training split's emotion chain (maln/chain.py)
     linear_head: bool  # branchwise: the regressions on the inputs as heads of the combination (maln/teacher.py)
+    fusion_experts: int = 0  # the fusion classifier's mixture of linear experts beside its hidden layer (0: none, the authors')
 
     def __post_init__(self):
         for key, heads in (("sclm.heads", self.sclm_heads), ("attention_heads", self.attention_heads)):
@@ -99,6 +100,7 @@ class ModelConfig:
             modality_dropout=d["modality_dropout"],
             decode=d["decode"],
             linear_head=d["linear_head"],
+            fusion_experts=d["fusion_experts"],
         )
 
     def to_dict(self) -> dict:

@@ -136,7 +136,7 @@ class MALN(nn.Module):
             fused_width = 2 * w + w + (len(self.modalities) * w if self.fusion == "specific" else 0)
         else:
             fused_width = in_widths[self.modalities[0]]
-        self.classifier = EmotionClassifier(fused_width, w, n_classes, cfg.fusion_dropout)
+        self.classifier = EmotionClassifier(fused_width, w, n_classes, cfg.fusion_dropout, cfg.fusion_experts * self.multimodal)
         # a prediction combined from several heads, weighed on validation: a branchwise model's, or a
         # single modality's with the linear head
         self.combined = self.branchwise or self.linear_head
