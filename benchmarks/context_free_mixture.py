@@ -22,29 +22,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def fit(x: dict, y: dict, experts: int, l2: float, seed: int = 0) -> dict:
-    """Test and validation log-posteriors of a mixture of `experts` linear softmaxes, its gate linear too."""
+    """Test and validation log-posteriors of maln's LinearExperts (the fusion classifier's mixture) fitted alone."""
+    from maln.model.fusion import LinearExperts
+
     torch.manual_seed(seed)
     n_classes = int(max(v.max() for v in y.values())) + 1
-    heads = torch.nn.Linear(x["train"].shape[1], experts * n_classes)
-    gate = torch.nn.Linear(x["train"].shape[1], experts)
-    params = [*heads.parameters(), *gate.parameters()]
-
-    def log_posterior(v):
-        each = torch.log_softmax(heads(v).view(len(v), experts, n_classes), -1)
-        return torch.logsumexp(each + torch.log_softmax(gate(v), -1)[..., None], 1)
-
-    opt = torch.optim.LBFGS(params, max_iter=300, history_size=20, line_search_fn="strong_wolfe")
+    mixture = LinearExperts(x["train"].shape[1], n_classes, experts)
+    opt = torch.optim.LBFGS(mixture.parameters(), max_iter=300, history_size=20, line_search_fn="strong_wolfe")
 
     def closure():
         opt.zero_grad()
-        loss = torch.nn.functional.nll_loss(log_posterior(x["train"]), y["train"])
-        loss = loss + l2 * (heads.weight.square().sum() + gate.weight.square().sum())
+        loss = torch.nn.functional.nll_loss(mixture(x["train"]), y["train"])
+        loss = loss + l2 * (mixture.experts.weight.square().sum() + mixture.gate.weight.square().sum())
         loss.backward()
         return loss
 
     opt.step(closure)
     with torch.no_grad():
-        return {s: log_posterior(v) for s, v in x.items()}
+        return {s: mixture(v) for s, v in x.items()}
 
 
 def main() -> int:
