@@ -67,3 +67,21 @@ def test_readme_has_exactly_two_commands_at_the_top():
     assert commands[1].endswith("pytest")
     assert all(c.startswith("python3 -m venv .venv && . .venv/bin/activate && pip install torch==2.13.0 -e ")
                for c in commands[:2])
+
+
+def test_every_experiment_patch_applies_to_the_commit_it_names(tmp_path):
+    """The patch of an experiment not shipped is the only record of the code it measured: its first line names the
+    commit it was made on, and it applies there (checked in a temporary index, nothing checked out)."""
+    import os
+    import subprocess
+
+    patches = sorted((REPO / "benchmarks/experiments").glob("*.patch"))
+    assert patches
+    for patch in patches:
+        commit = re.search(r"applies to commit ([0-9a-f]{40})", patch.read_text().splitlines()[0])
+        assert commit, f"{patch.name}: its first line names no commit"
+        env = {**os.environ, "GIT_INDEX_FILE": str(tmp_path / f"{patch.name}.index")}
+        subprocess.run(["git", "read-tree", commit[1]], cwd=REPO, env=env, check=True)
+        r = subprocess.run(["git", "apply", "--cached", "--check", str(patch)], cwd=REPO, env=env,
+                           capture_output=True, text=True)
+        assert r.returncode == 0, f"{patch.name} does not apply to {commit[1]}: {r.stderr}"
