@@ -92,6 +92,8 @@ def test_the_fusion_earns_its_place_where_the_modalities_interact(metrics):
     dataset it stays within 1 point of the trained late fusion."""
     for dataset in ("synthetic-iemocap-interaction", "synthetic-meld-nuisance"):
         assert metrics[dataset]["full"]["headroom_share_mean"] >= 0.33, dataset
+        alone = [f"{v.split('_')[0]}_context" for v in metrics[dataset] if v.endswith("_only")]
+        assert len(alone) >= 2 and all(r in metrics[dataset]["oracle"] for r in alone), dataset  # each one's ceiling
     for dataset in ("synthetic-iemocap", "synthetic-iemocap-noise", "synthetic-meld"):
         rows = metrics[dataset]
         assert rows["full"]["test_wf1_mean"] >= rows["late_fusion"]["test_wf1_mean"] - 1, dataset

@@ -21,7 +21,8 @@ from maln.errors import ConfigError
 
 FUSION = ["synthetic-iemocap-interaction", "synthetic-meld-nuisance"]
 CONTROL = "synthetic-iemocap-independent"
-KEYS = {"dialogue", "position", "label", "split", "class_names", *oracle.RULES}
+KEYS = {"dialogue", "position", "label", "split", "class_names", *oracle.RULES,
+        *(oracle.MODALITY_RULE.format(m) for m in ("text", "audio", "visual"))}
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_control_joint_equals_late_and_the_file_has_the_agreed_format(tmp_path, 
     assert o["dialogue"].dtype.kind == "U" and o["split"].dtype.kind == "U" and o["class_names"].dtype.kind == "U"
     assert o["position"].dtype == np.int64 and o["label"].dtype == np.int64
     assert list(o["class_names"]) == list(layouts.IEMOCAP_CLASSES) and set(o["split"]) == {"train", "test"}
-    for rule in oracle.RULES:
+    for rule in oracle.rules_of(o):
         assert o[rule].shape == (n, c) and o[rule].dtype == np.float64
         np.testing.assert_allclose(o[rule].sum(1), 1.0, atol=1e-12)
     np.testing.assert_allclose(o["joint_context"], o["late_context"], rtol=0, atol=1e-9)
@@ -66,6 +67,23 @@ def test_registered_fusion_datasets_leave_fusion_headroom(tmp_path, params, name
     assert wf1["joint_context"] - wf1["late_context"] >= 8, wf1
     assert wf1["joint_utterance"] - wf1["late_utterance"] >= 8, wf1
     assert wf1["joint_context"] < 97, wf1  # room for models below the oracle
+
+
+@pytest.mark.parametrize("name", FUSION)
+def test_each_modalitys_rule_alone_is_its_own_likelihood_through_the_chain(tmp_path, params, name):
+    """`<m>_context` holds, row by row, modality m's exact likelihood alone decoded by the chain; it
+    is scored with the other rules, and no modality alone reaches the joint rule on a fusion kind."""
+    _, path = synth(tmp_path, params, name, dialogues=16)
+    o = oracle.read_oracle(path)
+    entry = params.dataset(name)
+    dialogues, _, em, chain = fusion.sample(entry["layout"], {**entry["synthetic"], "dialogues": 16})
+    assert oracle.rules_of(o) == (*oracle.RULES, *(oracle.MODALITY_RULE.format(m) for m in em.modalities))
+    for m in em.modalities:
+        want = np.concatenate([oracle.forward_backward(oracle.loglik(x, em, [m]), chain) for *_, x in dialogues])
+        np.testing.assert_allclose(o[oracle.MODALITY_RULE.format(m)], want, rtol=0, atol=1e-12)
+    _, full = synth(tmp_path / "full", params, name)
+    wf1 = {rule: s["weighted_f1"] for rule, s in oracle.oracle_scores(full).items()}
+    assert all(wf1[oracle.MODALITY_RULE.format(m)] < wf1["joint_context"] - 0.2 for m in em.modalities), wf1
 
 
 @pytest.mark.parametrize("name", [*FUSION, CONTROL])
@@ -239,11 +257,27 @@ def test_your_own_features_with_their_own_oracle_get_oracle_rows_and_headroom_sh
     assert "| yours | oracle: best late fusion, without context |" in main
     metrics = json.loads((tmp_path / "results/metrics.json").read_text())["yours"]
     assert metrics["oracle"]["headroom_wf1"] >= 1.0  # the generator's interaction leaves headroom
+    assert set(metrics["oracle"]) >= {"text_context", "audio_context", "visual_context"}
+    assert "| T, exact Bayes rule alone, with context (oracle) |" in (tmp_path / "results/tables/modality.md").read_text()
     assert math.isfinite(metrics["full"]["headroom_share_mean"])
 
-    # an oracle of another draw (same dialogues, other emotions) is refused by name
+    # an oracle without the rules of each modality alone (they are optional): no ceilings in the modality table
     o = dict(np.load(tmp_path / "data/raw/yours.oracle.npz"))
+    np.savez(tmp_path / "data/raw/yours.oracle.npz", **{k: v for k, v in o.items() if k in KEYS - {
+        oracle.MODALITY_RULE.format(m) for m in ("text", "audio", "visual")}})
+    run_maln("aggregate", cwd=tmp_path, check=True)
+    assert "text_context" not in json.loads((tmp_path / "results/metrics.json").read_text())["yours"]["oracle"]
+    assert "| all, joint Bayes rule, with context (oracle) |" in (tmp_path / "results/tables/modality.md").read_text()
+
+    # an oracle of another draw (same dialogues, other emotions) is refused by name
     o["label"] = np.roll(o["label"], 1)
     np.savez(tmp_path / "data/raw/yours.oracle.npz", **o)
     proc = run_maln("aggregate", cwd=tmp_path)
     assert proc.returncode != 0 and "yours: its oracle's emotions differ from the store's" in proc.stderr
+
+
+def test_a_tie_goes_to_the_first_class_whatever_its_last_bits():
+    """Text alone cannot tell an emotion from its inversion at probability 0.5: the two posteriors
+    differ only by rounding, which must not decide the oracle's score."""
+    tied = np.array([[0.2, 0.4 + 1e-15, 0.4 - 1e-15], [0.2, 0.4 - 1e-15, 0.4 + 1e-15], [0.1, 0.3, 0.6]])
+    assert oracle.decisions(tied).tolist() == [1, 1, 2]

@@ -10,14 +10,19 @@ utterance), and the labels of a dialogue follow a first-order chain. So, exactly
 - best late fusion: the product over modalities of p(x_m | y) = sum_k w_k N(x_m | mu_mk[y], I + B_m B_m^T)
   (each modality's exact marginal likelihood);
 - each with the dialogue's context (forward-backward over the chain) and without it (the chain's
-  marginal at the utterance's position as the prior).
+  marginal at the utterance's position as the prior);
+- each modality's exact rule alone, with the dialogue's context: the best expected accuracy of a
+  single-modality model (the argmax of the posterior maximises expected accuracy; weighted F1, which
+  rewards rarer classes, can be raised by another decision rule, so it is no bound there).
 Where the modalities are independent given the label (one component, block-diagonal loadings) the
 two rules coincide; where they share z or k, only the joint rule can use it.
 
 The file beside a raw file `NAME.pkl` is `NAME.oracle.npz` (np.load(..., allow_pickle=False)):
 dialogue (str [N]), position (int64 [N]), label (int64 [N]), split (str [N], train | test),
 joint_context, joint_utterance, late_context, late_utterance (float64 [N, C], posteriors),
-class_names (str [C]). It is written deterministically: same raw file, same bytes.
+class_names (str [C]), and, optionally, one `<modality>_context` (float64 [N, C]) per modality (files
+written before 2026-12-06, and your own, may lack them). It is written deterministically: same raw
+file, same bytes.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from maln import io
 from maln.metrics import classification_metrics
 
 RULES = ("joint_context", "joint_utterance", "late_context", "late_utterance")
+MODALITY_RULE = "{}_context"  # a modality's exact rule alone, with context; optional in a file
+TIE = 1e-9  # posteriors this close are a tie (decisions)
 LOG_2PI = float(np.log(2 * np.pi))
 
 
@@ -153,7 +160,8 @@ def oracle_arrays(dialogues, test_ids, emission: Emission, chain: Chain, class_n
     """The oracle's arrays (module docstring) for `dialogues`: a list of (id, labels, {m: [L, d_m]}),
     in the raw file's order; `test_ids`: the ids of its test split."""
     test_ids = set(test_ids)
-    cols = {k: [] for k in ("dialogue", "position", "label", "split", *RULES)}
+    alone = [MODALITY_RULE.format(m) for m in emission.modalities]
+    cols = {k: [] for k in ("dialogue", "position", "label", "split", *RULES, *alone)}
     for vid, labels, feats in dialogues:
         length = len(labels)
         joint, late = joint_loglik(feats, emission), late_loglik(feats, emission)
@@ -165,10 +173,12 @@ def oracle_arrays(dialogues, test_ids, emission: Emission, chain: Chain, class_n
         cols["joint_utterance"].append(utterance_posteriors(joint, chain))
         cols["late_context"].append(forward_backward(late, chain))
         cols["late_utterance"].append(utterance_posteriors(late, chain))
+        for m, rule in zip(emission.modalities, alone):
+            cols[rule].append(forward_backward(loglik(feats, emission, [m]), chain))
     out = {"dialogue": np.array(cols["dialogue"], dtype=str), "split": np.array(cols["split"], dtype=str)}
-    for k in ("position", "label", *RULES):
+    for k in ("position", "label", *RULES, *alone):
         out[k] = np.concatenate(cols[k])
-    for k in RULES:
+    for k in (*RULES, *alone):
         out[k] = out[k].astype(np.float64)
     out["class_names"] = np.array(list(class_names), dtype=str)
     return out
@@ -207,19 +217,31 @@ def read_oracle(path) -> dict:
         raise DataError(io.shown(path), f"unreadable oracle file ({type(e).__name__}: {str(e)[:120]}); {remedy}") from None
     missing = [k for k in ("label", "split", "class_names", *RULES) if k not in out]
     n = len(out.get("label", ()))
-    if missing or any(out[r].shape != (n, len(out["class_names"])) for r in RULES):
+    if missing or any(out[r].shape != (n, len(out["class_names"])) for r in rules_of(out)):
         raise DataError(io.shown(path), f"not an oracle file (missing or misshapen: {', '.join(missing) or 'posteriors'}); {remedy}")
     return out
 
 
+def rules_of(oracle: dict) -> tuple:
+    """The rules a file holds: the four, then each modality's alone that it has, in the file's order."""
+    return (*RULES, *(k for k in oracle if k.endswith(MODALITY_RULE.format("")) and k not in RULES))
+
+
+def decisions(posteriors) -> np.ndarray:
+    """The argmax, a tie (within TIE) going to the first class. Where a rule cannot tell two emotions
+    apart (text alone, when an inversion at probability 0.5 maps each emotion to another) their
+    posteriors are equal but for the last bits, which the summation order decides, not the data."""
+    return (posteriors >= posteriors.max(1, keepdims=True) - TIE).argmax(1)
+
+
 def oracle_scores(path, split: str = "test") -> dict:
-    """{rule: {"weighted_f1", "accuracy"}} of the four rules' argmax decisions on `split`, as
+    """{rule: {"weighted_f1", "accuracy"}} of the file's rules' decisions on `split`, as
     fractions (maln.metrics.classification_metrics, the tables' metric; the tables show x100)."""
     o = read_oracle(path)
     keep = o["split"] == split
     names = [str(c) for c in o["class_names"]]
     out = {}
-    for rule in RULES:
-        m = classification_metrics(o["label"][keep], o[rule][keep].argmax(1), names)
+    for rule in rules_of(o):
+        m = classification_metrics(o["label"][keep], decisions(o[rule][keep]), names)
         out[rule] = {"weighted_f1": m["weighted_f1"], "accuracy": m["accuracy"]}
     return out

@@ -19,7 +19,9 @@ import math
 
 import numpy as np
 
+from maln.data.oracle import MODALITY_RULE, oracle_scores, read_oracle
 from maln.errors import MalnError
+from maln.model.variants import MODALITY_ORDER
 from maln.report.runs import Study
 
 RULES = (("joint_context", "joint Bayes rule, with context"), ("joint_utterance", "joint Bayes rule, without context"),
@@ -53,7 +55,6 @@ def load_oracles(params) -> dict:
     utterance, the same test dialogues and emotions (an oracle of another draw or another split would
     score other utterances). A MalnError names the oracle files that are missing or do not fit."""
     from maln import io
-    from maln.data.oracle import oracle_scores, read_oracle
     from maln.data.store import load_store
 
     files = oracle_files(params)
@@ -201,6 +202,26 @@ def oracle_rows(study: Study, dataset: str) -> list[dict]:
                      "test_acc_std": math.nan, "test_wf1_mean": 100 * scores[rule]["weighted_f1"],
                      "test_wf1_std": math.nan, "test_mf1_mean": math.nan, "test_mf1_std": math.nan,
                      **row_extras(None)})
+    return rows
+
+
+def modality_oracle_rows(study: Study) -> list[dict]:
+    """The modality table's oracle rows, where a dataset has an oracle: each modality's exact rule alone
+    (the best expected accuracy of any model of that modality: a bound on WAA, not on WF1, which
+    another decision rule can raise at accuracy's cost), the joint rule and the best late fusion, all
+    with the dialogue's context."""
+    rules = [(MODALITY_RULE.format(m), f"{m[0].upper()}, exact Bayes rule alone, with context (oracle)")
+             for m in MODALITY_ORDER] + [(r, f"all, {t} (oracle)") for r, t in RULES if r.endswith("_context")]
+    rows = []
+    for rule, text in rules if study.oracles else ():
+        row = {"modality": text, "variant": f"oracle_{rule}"}
+        for d in study.datasets():
+            s = study.oracles.get(d, {}).get(rule)
+            row[f"{d}_modalities"] = ""
+            row[f"{d}_waa_mean"], row[f"{d}_wf1_mean"] = (100 * s["accuracy"], 100 * s["weighted_f1"]) if s else (math.nan,) * 2
+            row[f"{d}_waa_std"] = row[f"{d}_wf1_std"] = math.nan
+            row[f"{d}_note"] = "" if s else "n/a"
+        rows.append(row)
     return rows
 
 
