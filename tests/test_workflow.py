@@ -337,3 +337,22 @@ def test_the_held_out_benchmarks_are_planned_from_their_config_file_and_are_not_
     for name in extra["datasets"]:
         assert f"data/raw/{name}.oracle.npz" in text and f"results/runs/{name}/full/seed2/metrics.json" in text
     assert "results/runs/synthetic-" not in text and "/paper/" not in text
+
+
+def test_the_data_size_study_plans_its_datasets_rows_and_nothing_of_the_shipped_study(tmp_path):
+    """benchmarks/data-size.yaml (docs/findings.md, 2026-12-06): the two fusion benchmarks at five times
+    their dialogues, every row of the study's fusion benchmarks, the paper's model included."""
+    import yaml
+
+    root = copy_repo(tmp_path / "sizes")
+    extra = yaml.safe_load((root / "benchmarks/data-size.yaml").read_text())
+    shipped = yaml.safe_load((root / "params.yaml").read_text())
+    for name, entry in extra["datasets"].items():  # the same law: only the number of dialogues differs
+        base = shipped["datasets"][name.removesuffix("-x5")]
+        assert {**entry["synthetic"], "dialogues": base["synthetic"]["dialogues"]} == base["synthetic"], name
+        assert entry["synthetic"]["dialogues"] == 5 * base["synthetic"]["dialogues"], name
+    out = snakemake(root, "-n", "-p", "--cores", "1", "--configfile", "benchmarks/data-size.yaml")
+    text = out.stdout + out.stderr
+    for name in extra["datasets"]:
+        assert f"results/runs/{name}/paper/full/seed2/metrics.json" in text and f"data/raw/{name}.oracle.npz" in text
+        assert f"results/runs/{name.removesuffix('-x5')}/" not in text
