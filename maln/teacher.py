@@ -120,12 +120,71 @@ def teachers(store: Store, modalities, grid, device, fits: dict | None = None) -
     return out
 
 
-def joint_regression(store: Store, modalities, grid, fits: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def _standardised(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x centred and scaled per column (a constant column keeps scale 1), and the scales."""
+    scale = x.std(0)
+    scale[scale == 0] = 1.0
+    return (x - x.mean(0)) / scale, scale
+
+
+def _ledoit_wolf(x: np.ndarray) -> np.ndarray:
+    """Ledoit and Wolf's shrunk covariance of x's rows: (1 - a) S + a tr(S)/d I, a by their formula."""
+    n, d = x.shape
+    x = x - x.mean(0)
+    cov = x.T @ x / n
+    if d == 1:
+        return cov
+    mu = np.trace(cov) / d
+    squares = (cov * cov).sum()
+    delta = (squares - 2 * mu * np.trace(cov) + d * mu * mu) / d  # |S - mu I|^2 / d
+    beta = min((((x * x).T @ (x * x)).sum() / n - squares) / (d * n), delta)  # the variance of S's entries, bounded
+    a = 0.0 if beta == 0 else beta / delta
+    return (1 - a) * cov + a * mu * np.eye(d)
+
+
+class SharedCovariance:
+    """Linear discriminant analysis with a Ledoit-Wolf shrunk covariance: scikit-learn's
+    LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto") (the covariance is each emotion's,
+    shrunk on its standardised features, averaged with the emotions' frequencies), in numpy for the
+    reason Regression is in torch; the same weights to 1e-8 (tests/test_teacher.py). Gaussian emotions
+    with one covariance are its model: where that fits better than a regression at the data's size,
+    its validation likelihood says so (joint_regression, model.linear_lda)."""
+
+    def fit(self, x: np.ndarray, y: np.ndarray) -> "SharedCovariance":
+        self.classes_, counts = np.unique(y, return_counts=True)
+        priors = counts / len(y)
+        means = np.stack([x[y == c].mean(0) for c in self.classes_])
+        cov = np.zeros((x.shape[1], x.shape[1]))
+        for c, prior in zip(self.classes_, priors):
+            z, scale = _standardised(x[y == c])
+            cov += prior * scale[:, None] * _ledoit_wolf(z) * scale[None, :]
+        coef = np.linalg.lstsq(cov, means.T, rcond=None)[0].T
+        self.w = torch.from_numpy(coef.T.copy())
+        self.b = torch.from_numpy(-0.5 * (means * coef).sum(1) + np.log(priors))
+        return self
+
+    predict_proba, predict = Regression.predict_proba, Regression.predict
+
+
+def _nll(model, x: np.ndarray, y: np.ndarray) -> float:
+    p = np.full((len(y), int(max(y.max(), model.classes_.max())) + 1), 1e-12)
+    p[:, model.classes_] = np.maximum(model.predict_proba(x), 1e-12)
+    return float(-np.log(p[np.arange(len(y)), y]).mean())
+
+
+def joint_regression(store: Store, modalities, grid, fits: dict | None = None, lda: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """A linear head's weights (model.linear_head): the study's `logreg_all` or `logreg_X` (the standardised
     features of the `modalities` concatenated, C by validation WF1) fitted on the training split, as (weight [C, D],
-    bias [C]) float32. An emotion the training split lacks gets bias -30: never predicted, as the
+    bias [C]) float32; with `lda` (model.linear_lda), SharedCovariance's instead where its validation
+    likelihood is the higher. An emotion the training split lacks gets bias -30: never predicted, as the
     baselines never predict it. `fits`: `chosen`'s cache."""
     model = chosen(store, modalities, grid, {} if fits is None else fits)
+    if lda:
+        labels = np.asarray(store.labels)
+        rows = {s: split_rows(store, s) for s in ("train", "valid")}
+        other = SharedCovariance().fit(features_of(store, modalities, rows["train"]), labels[rows["train"]])
+        x, y = features_of(store, modalities, rows["valid"]), labels[rows["valid"]]
+        model = other if _nll(other, x, y) < _nll(model, x, y) else model
     n, dims = len(store.class_names), model.w.shape[0]
     weight, bias = torch.zeros(n, dims), torch.full((n,), -30.0)
     weight[model.classes_] = model.w.T.float()
@@ -138,19 +197,19 @@ class Teachers:
     modalities each reads, ModelConfig.linear_inputs), checked when the run is set up, fitted once when a
     seed first trains (not for runs that are complete already); `fit()` is None without train.distill."""
 
-    def __init__(self, store: Store, modalities, grid, device, distill: float, training: str, linear=()):
+    def __init__(self, store: Store, modalities, grid, device, distill: float, training: str, linear=(), lda=False):
         if distill and len(modalities) > 1 and training != "branchwise":
             raise ConfigError("train.distill needs model.training: branchwise (jointly, the auxiliary classifiers "
                               "read AMDM's common features, which the teachers would pull apart); set train.distill=0")
         self.args, self.distill, self.fitted = (store, modalities, grid, device), distill, None
-        self.linear, self.regressions, self.fits = tuple(tuple(r) for r in linear), {}, {}
+        self.linear, self.regressions, self.fits, self.lda = tuple(tuple(r) for r in linear), {}, {}, lda
 
     def fit(self) -> dict | None:
         if self.distill and self.fitted is None:
             self.fitted = teachers(*self.args, fits=self.fits)
         for reads in self.linear:
             if reads not in self.regressions:
-                self.regressions[reads] = joint_regression(self.args[0], reads, self.args[2], self.fits)
+                self.regressions[reads] = joint_regression(self.args[0], reads, self.args[2], self.fits, self.lda)
         return self.fitted
 
     def regression(self, modalities) -> tuple:

@@ -112,7 +112,8 @@ class Run:
         if not len(self.splits["valid"]):
             raise MalnError(f"{dataset}: the store has no validation dialogues; model selection needs some")
         self.teachers = Teachers(self.store, self.modalities, self.params.data["baselines"]["logreg_C"], self.device, self.train_cfg.distill,
-                                 self.model_cfg.training, self.model_cfg.linear_inputs(self.modalities).values())  # fitted once
+                                 self.model_cfg.training, self.model_cfg.linear_inputs(self.modalities).values(),
+                                 self.model_cfg.linear_lda)  # fitted once
 
     def build_model(self, seed: int) -> MALN:
         torch.manual_seed(seed)

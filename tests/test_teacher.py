@@ -8,7 +8,7 @@ from builders import dialogues, raw_tuple, write_pickle
 from maln.baselines import BASELINES, classifier, features_of, fit, split_rows
 from maln.data import readers
 from maln.data.store import load_store, write_store
-from maln.teacher import FOLD_SEED, FOLDS, Regression, distillation, teachers
+from maln.teacher import FOLD_SEED, FOLDS, Regression, SharedCovariance, distillation, teachers
 
 DIMS = {"text": 6, "audio": 4, "visual": 3}
 
@@ -109,3 +109,33 @@ def test_a_modalitys_teacher_and_its_linear_head_share_one_search_for_C(store, m
     again = Regression(found.C).fit(features_of(store, ("text",), rows), np.asarray(store.labels)[rows])
     torch.testing.assert_close(weight[found.classes_], again.w.T.float())
     assert (bias[np.setdiff1d(np.arange(len(store.class_names)), found.classes_)] == -30).all()
+
+
+def test_shared_covariance_is_scikit_learns_shrinkage_lda(store):
+    """SharedCovariance: LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto"), the same weights,
+    intercepts and posteriors, so that training need not import scikit-learn."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    rows = split_rows(store, "train")
+    for reads in (("text",), ("text", "audio")):
+        x, y = features_of(store, reads, rows), np.asarray(store.labels)[rows]
+        ours, theirs = SharedCovariance().fit(x, y), LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x, y)
+        np.testing.assert_allclose(ours.w.numpy().T, theirs.coef_, rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(ours.b.numpy(), theirs.intercept_, rtol=1e-7, atol=1e-8)
+        np.testing.assert_allclose(ours.predict_proba(x), theirs.predict_proba(x), atol=1e-8)
+
+
+def test_the_linear_head_is_lda_only_where_validation_likelihood_says_so(store, monkeypatch):
+    """model.linear_lda: the head is the shrinkage LDA when its validation NLL is the lower, else the
+    regression it is without the key."""
+    import maln.teacher as teacher
+
+    grid = [0.01]
+    plain = teacher.joint_regression(store, ("text",), grid)
+    lda = SharedCovariance().fit(features_of(store, ("text",), split_rows(store, "train")),
+                                 np.asarray(store.labels)[split_rows(store, "train")])
+    for lower, want in ((lambda m: 0.0 if isinstance(m, SharedCovariance) else 1.0, lda.w.T.float()),
+                        (lambda m: 1.0 if isinstance(m, SharedCovariance) else 0.0, plain[0][lda.classes_])):
+        monkeypatch.setattr(teacher, "_nll", lambda m, x, y, lower=lower: lower(m))
+        weight, _ = teacher.joint_regression(store, ("text",), grid, lda=True)
+        torch.testing.assert_close(weight[lda.classes_], want)

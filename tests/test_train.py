@@ -446,13 +446,33 @@ def test_resume_checkpoints_are_written_after_the_first_epoch_then_every_so_many
     assert saved == epochs_saved
 
 
+def linear_head_scores(store, baseline: str, grid) -> dict:
+    """What model.linear_lda makes a linear head, scored by scikit-learn: the study's regression `baseline`
+    or shrinkage LDA on the same inputs, whichever has the lower validation NLL; {split: metrics}."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    from maln.baselines import BASELINES, classifier, features_of, fit, split_rows
+    from maln.metrics import classification_metrics
+
+    b = BASELINES[baseline]
+    rows = {s: split_rows(store, s) for s in ("train", "valid", "test")}
+    x = {s: features_of(store, b.uses(store.modalities), r) for s, r in rows.items()}
+    y = {s: np.asarray(store.labels)[r] for s, r in rows.items()}
+    fitted = [classifier(b, fit(store, b, grid)["C"]).fit(x["train"], y["train"]),
+              LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit(x["train"], y["train"])]
+    nll = [-np.log(np.maximum(m.predict_proba(x["valid"])[np.arange(len(y["valid"])),
+                                                          np.searchsorted(m.classes_, y["valid"])], 1e-12)).mean()
+           for m in fitted]
+    model = fitted[int(np.argmin(nll))]
+    return {s: classification_metrics(y[s], model.predict(x[s]), store.class_names) for s in ("valid", "test")}
+
+
 def test_the_linear_heads_are_the_studys_regressions_and_join_the_combination(trained, synthetic_project):
-    """model.linear_head (true in the recommended configuration): the study's logreg_all and each logreg_X, fitted
-    before training and never trained, are heads of the validated combination; their own test scores
-    are the baselines' (torch's L-BFGS against scikit-learn's, to a near-tie or two), and training leaves
-    them as fitted. Each modality's branch and regression are a pair: one member at the pair's weight,
+    """model.linear_head (true in the recommended configuration): the study's logreg_all and each logreg_X (or,
+    with model.linear_lda, shrinkage LDA where its validation NLL is lower), fitted before training and never
+    trained, are heads of the validated combination; their own test scores are scikit-learn's fits' (to a
+    near-tie or two), and training leaves them as fitted. Each modality's branch and regression are a pair: one member at the pair's weight,
     the other a share of it from the grid, the branch never at 0 where the pair has weight."""
-    from maln.baselines import BASELINES, fit
     from maln.combination import COMBINATION_GRID
     from maln.data.store import load_store
     from maln.errors import ConfigError
@@ -470,7 +490,7 @@ def test_the_linear_heads_are_the_studys_regressions_and_join_the_combination(tr
     params = load_params(synthetic_project / "params.yaml")
     store = load_store(synthetic_project / "data/features/synthetic-iemocap")
     for head, baseline in (("linear", "logreg_all"), ("linear_text", "logreg_text"), ("linear_visual", "logreg_visual")):
-        fitted = fit(store, BASELINES[baseline], params.data["baselines"]["logreg_C"])
+        fitted = linear_head_scores(store, baseline, params.data["baselines"]["logreg_C"])
         for split in ("valid", "test"):
             assert metrics["heads"][head][split]["weighted_f1"] == pytest.approx(fitted[split]["weighted_f1"], abs=5e-3)
     state = torch.load(out / "model.pt", map_location="cpu", weights_only=False)
@@ -484,10 +504,9 @@ def test_the_linear_heads_are_the_studys_regressions_and_join_the_combination(tr
 
 def test_a_single_modality_with_the_linear_head_predicts_with_its_branch_and_its_regression(synthetic_project, tmp_path):
     """model.linear_head on a single modality, end to end: its combination is its branch and its own
-    regression (logreg_text, fitted before training: its test scores are the baseline's), one of them
+    linear head (logreg_text or shrinkage LDA, fitted before training: linear_head_scores), one of them
     at weight 1 and the branch never at 0, and
     model.pt records the prediction's validation WF1, whatever selected the epoch (the branch alone)."""
-    from maln.baselines import BASELINES, fit
     from maln.data.store import load_store
 
     params = load_params(synthetic_project / "params.yaml", ["train.epochs=2"])
@@ -496,8 +515,8 @@ def test_a_single_modality_with_the_linear_head_predicts_with_its_branch_and_its
     assert max(metrics["combination"].values()) == 1.0 and metrics["combination"]["text"] > 0
     assert set(metrics["heads"]) == {"prediction", "text", "linear"}
     store = load_store(synthetic_project / "data/features/synthetic-iemocap")
-    baseline = fit(store, BASELINES["logreg_text"], params.data["baselines"]["logreg_C"])
-    assert metrics["heads"]["linear"]["test"]["weighted_f1"] == pytest.approx(baseline["test"]["weighted_f1"], abs=5e-3)
+    head = linear_head_scores(store, "logreg_text", params.data["baselines"]["logreg_C"])
+    assert metrics["heads"]["linear"]["test"]["weighted_f1"] == pytest.approx(head["test"]["weighted_f1"], abs=5e-3)
     saved = torch.load(tmp_path / "run" / "model.pt", map_location="cpu", weights_only=False)
     assert saved["best_valid_weighted_f1"] == metrics["valid"]["weighted_f1"]
 

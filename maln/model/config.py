@@ -45,6 +45,7 @@ class ModelConfig:
     decode: str  # none | chain: the prediction decoded by the training split's emotion chain (maln/chain.py)
     linear_head: bool  # branchwise: the regressions on the inputs as heads of the combination (maln/teacher.py)
     fusion_experts: int = 0  # the fusion classifier's mixture of linear experts beside its hidden layer (0: none, the authors')
+    linear_lda: bool = False  # each linear head: the regression or, by validation likelihood, shrinkage LDA (maln/teacher.py)
 
     def __post_init__(self):
         for key, heads in (("sclm.heads", self.sclm_heads), ("attention_heads", self.attention_heads)):
@@ -101,6 +102,7 @@ class ModelConfig:
             decode=d["decode"],
             linear_head=d["linear_head"],
             fusion_experts=d["fusion_experts"],
+            linear_lda=d["linear_lda"],
         )
 
     def to_dict(self) -> dict:
