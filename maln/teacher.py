@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from maln.baselines import LOGREG_MAX_ITER, dialogue_rows, features_of, split_rows
 from maln.data.store import Store
 from maln.errors import ConfigError
+from maln.inference import nll
 from maln.metrics import classification_metrics
 
 FOLDS = 5
@@ -167,9 +168,10 @@ class SharedCovariance:
 
 
 def _nll(model, x: np.ndarray, y: np.ndarray) -> float:
-    p = np.full((len(y), int(max(y.max(), model.classes_.max())) + 1), 1e-12)
-    p[:, model.classes_] = np.maximum(model.predict_proba(x), 1e-12)
-    return float(-np.log(p[np.arange(len(y)), y]).mean())
+    """Validation NLL of a fit; an emotion it never saw has probability 0 (inference.nll floors it)."""
+    p = np.zeros((len(y), int(max(y.max(), model.classes_.max())) + 1))
+    p[:, model.classes_] = model.predict_proba(x)
+    return nll(p, y)
 
 
 def joint_regression(store: Store, modalities, grid, fits: dict | None = None, lda: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
