@@ -356,3 +356,22 @@ def test_the_data_size_study_plans_its_datasets_rows_and_nothing_of_the_shipped_
     for name in extra["datasets"]:
         assert f"results/runs/{name}/paper/full/seed2/metrics.json" in text and f"data/raw/{name}.oracle.npz" in text
         assert f"results/runs/{name.removesuffix('-x5')}/" not in text
+
+
+def test_the_noise_draws_are_the_noise_control_with_other_seeds_and_nothing_of_the_shipped_study(tmp_path):
+    """benchmarks/noise-draws.yaml (docs/findings.md, 2026-12-06): synthetic-iemocap-noise drawn again, so that
+    the only difference from the study's control is the generator seed, and the rows late fusion needs."""
+    import yaml
+
+    root = copy_repo(tmp_path / "draws")
+    extra = yaml.safe_load((root / "benchmarks/noise-draws.yaml").read_text())
+    base = yaml.safe_load((root / "params.yaml").read_text())["datasets"]["synthetic-iemocap-noise"]
+    seeds = {entry["synthetic"]["seed"] for entry in extra["datasets"].values()}
+    assert len(seeds) == len(extra["datasets"]) >= 3 and base["synthetic"]["seed"] not in seeds
+    for entry in extra["datasets"].values():
+        assert {**entry, "description": base["description"], "synthetic": {**entry["synthetic"], "seed": 7}} == base
+    out = snakemake(root, "-n", "-p", "--cores", "1", "--configfile", "benchmarks/noise-draws.yaml")
+    text = out.stdout + out.stderr
+    for name in extra["datasets"]:
+        assert all(f"results/runs/{name}/{v}/seed2/metrics.json" in text for v in ("full", "text_only", "visual_only"))
+    assert "results/runs/synthetic-" not in text and "/paper/" not in text
